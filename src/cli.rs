@@ -1,0 +1,580 @@
+//! The command line: argument parsing, output formats and exit codes. The only place that uses
+//! `anyhow`; everything below it returns typed errors.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use sentinela::config::{Built, Config};
+use sentinela::detect::Matcher;
+use sentinela::detector::{run_examples, DetectorSet};
+use sentinela::engine::{Engine, Hit, Input};
+use sentinela::incident::Incident;
+use sentinela::scan::{file_reference, run_reader};
+use sentinela::timestamp::{format_rfc3339, now_millis};
+
+/// Exit codes, documented in `--help` and the README.
+mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command ran and found a problem: failing detector examples, an invalid config for
+    /// `check`.
+    pub const FINDINGS: u8 = 1;
+    /// Bad usage, or a config or detector file that does not validate.
+    pub const USAGE: u8 = 2;
+    /// An input file could not be read.
+    pub const INPUT: u8 = 3;
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the command found a problem (failing detector \
+examples, invalid config for `check`); 2 usage error or invalid config/detectors; 3 an input \
+file could not be read.";
+
+/// Sample logs shipped in the binary for `scan --sample`.
+const SAMPLES: &[(&str, &str)] = &[
+    ("<sample>/auth.log", include_str!("../samples/auth.log")),
+    ("<sample>/access.log", include_str!("../samples/access.log")),
+];
+
+#[derive(Parser)]
+#[command(
+    name = "sentinela",
+    version,
+    about = "Watches logs for security incidents and turns them into prioritized tickets.",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show every detector hit, line by line (like fail2ban-regex).
+    Match {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = MatchFormat::Text)]
+        format: MatchFormat,
+        /// Config file (default: /etc/sentinela/sentinela.toml if present, else built-in).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Log files; `-` or nothing reads standard input.
+        files: Vec<PathBuf>,
+    },
+    /// Dry run: find incidents in log files and print them with priority and evidence.
+    /// Nothing is sent anywhere.
+    Scan {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+        /// Config file (default: /etc/sentinela/sentinela.toml if present, else built-in).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Scan the sample logs built into the binary.
+        #[arg(long, conflicts_with = "files")]
+        sample: bool,
+        /// Log files; `-` or nothing reads standard input.
+        files: Vec<PathBuf>,
+    },
+    /// Run every detector's examples and counterexamples.
+    Test {
+        /// Config file whose detectors to test (default as for `scan`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Detector files or directories to test instead of the configured set.
+        paths: Vec<PathBuf>,
+    },
+    /// Validate the config and the detectors it loads.
+    Check {
+        /// Config file (default: /etc/sentinela/sentinela.toml if present, else built-in).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// List the loaded detectors.
+    Detectors {
+        /// Config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print every pattern (one regex per line) instead of the table.
+        #[arg(long)]
+        patterns: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum MatchFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ScanFormat {
+    Text,
+    Json,
+}
+
+/// An error with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            error: e.into(),
+        }
+    }
+}
+
+fn fail(code: u8, error: anyhow::Error) -> Failure {
+    Failure { code, error }
+}
+
+/// Entry point.
+pub fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("sentinela: internal error: {info}\nThis is a bug; please report it with the command you ran.");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if is_broken_pipe(&f.error) {
+                return ExitCode::from(exit::OK);
+            }
+            eprintln!("sentinela: error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Match {
+            format,
+            config,
+            files,
+        } => cmd_match(format, config.as_deref(), &files),
+        Command::Scan {
+            format,
+            config,
+            sample,
+            files,
+        } => cmd_scan(format, config.as_deref(), sample, &files),
+        Command::Test { config, paths } => cmd_test(config.as_deref(), &paths),
+        Command::Check { config } => cmd_check(config.as_deref()),
+        Command::Detectors { config, patterns } => cmd_detectors(config.as_deref(), patterns),
+    }
+}
+
+fn load(config: Option<&Path>) -> Result<(Config, Built), Failure> {
+    let cfg = Config::discover(config)?;
+    let built = cfg.build()?;
+    Ok((cfg, built))
+}
+
+/// One input: a file, stdin, or a built-in sample.
+enum Source<'a> {
+    File(&'a Path),
+    Stdin,
+    Sample(&'static str, &'static str),
+}
+
+fn sources<'a>(files: &'a [PathBuf], sample: bool) -> Vec<Source<'a>> {
+    if sample {
+        return SAMPLES.iter().map(|(n, t)| Source::Sample(n, t)).collect();
+    }
+    if files.is_empty() {
+        return vec![Source::Stdin];
+    }
+    files
+        .iter()
+        .map(|f| {
+            if f.as_os_str() == "-" {
+                Source::Stdin
+            } else {
+                Source::File(f)
+            }
+        })
+        .collect()
+}
+
+/// Feeds every source through the engine.
+fn feed(
+    engine: &mut Engine,
+    cfg: &Config,
+    built_zone: sentinela::timestamp::Zone,
+    srcs: &[Source<'_>],
+    correlate: bool,
+    mut on_hit: impl FnMut(&Engine, &Input, &Hit),
+) -> Result<(), Failure> {
+    let max_line = cfg.file.engine.max_line_bytes;
+    let total: u64 = srcs
+        .iter()
+        .map(|s| match s {
+            Source::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum();
+    let bar = (io::stderr().is_terminal() && total > 64 << 20).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.inc(n)
+        }
+    };
+    for src in srcs {
+        let res = match src {
+            Source::File(p) => {
+                let f = File::open(p)
+                    .with_context(|| format!("cannot open {}", p.display()))
+                    .map_err(|e| fail(exit::INPUT, e))?;
+                if f.metadata().is_ok_and(|m| m.is_dir()) {
+                    return Err(fail(
+                        exit::INPUT,
+                        anyhow::anyhow!("{} is a directory, not a log file", p.display()),
+                    ));
+                }
+                let name = p.display().to_string();
+                run_reader(engine, f, &name, built_zone, file_reference(p), max_line, correlate, &mut on_hit, progress)
+                    .with_context(|| format!("cannot read {}", p.display()))
+            }
+            Source::Stdin => run_reader(
+                engine,
+                io::stdin().lock(),
+                "-",
+                built_zone,
+                now_millis(),
+                max_line,
+                correlate,
+                &mut on_hit,
+                progress,
+            )
+            .context("cannot read standard input"),
+            Source::Sample(name, text) => run_reader(
+                engine,
+                text.as_bytes(),
+                name,
+                built_zone,
+                now_millis(),
+                max_line,
+                correlate,
+                &mut on_hit,
+                progress,
+            )
+            .context("sample"),
+        };
+        res.map_err(|e| fail(exit::INPUT, e))?;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(())
+}
+
+fn cmd_match(format: MatchFormat, config: Option<&Path>, files: &[PathBuf]) -> Result<u8, Failure> {
+    let (cfg, built) = load(config)?;
+    let zone = built.zone;
+    let mut engine = Engine::new(built, cfg.file.engine.clone());
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut write_err: Option<io::Error> = None;
+    feed(&mut engine, &cfg, zone, &sources(files, false), false, |eng, input, hit| {
+        if write_err.is_some() {
+            return;
+        }
+        let det = &eng.detectors.detectors[hit.detector];
+        let r = match format {
+            MatchFormat::Jsonl => {
+                let fields: BTreeMap<&str, &str> =
+                    hit.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let obj = json!({
+                    "file": input.name,
+                    "line": hit.line_no,
+                    "detector": det.id,
+                    "severity": det.severity,
+                    "time": hit.time.map(format_rfc3339),
+                    "fields": fields,
+                });
+                writeln!(out, "{obj}")
+            }
+            MatchFormat::Text => {
+                let fields: Vec<String> =
+                    hit.fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                writeln!(
+                    out,
+                    "{}:{}: {} [{}] {}",
+                    input.name,
+                    hit.line_no,
+                    det.id,
+                    det.severity,
+                    fields.join(" ")
+                )
+            }
+        };
+        if let Err(e) = r {
+            write_err = Some(e);
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+fn cmd_scan(
+    format: ScanFormat,
+    config: Option<&Path>,
+    sample: bool,
+    files: &[PathBuf],
+) -> Result<u8, Failure> {
+    let (cfg, built) = load(config)?;
+    let zone = built.zone;
+    let mut engine = Engine::new(built, cfg.file.engine.clone());
+    let started = Instant::now();
+    let srcs = sources(files, sample);
+    feed(&mut engine, &cfg, zone, &srcs, true, |_, _, _| {})?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut incidents: Vec<&Incident> = engine.incidents.iter().collect();
+    incidents.sort_by(|a, b| {
+        (a.priority, a.first_seen, &a.fingerprint).cmp(&(b.priority, b.first_seen, &b.fingerprint))
+    });
+    let st = &engine.stats;
+    let per_detector = |v: &[u64]| -> BTreeMap<&str, u64> {
+        engine
+            .detectors
+            .detectors
+            .iter()
+            .zip(v)
+            .filter(|(_, &n)| n > 0)
+            .map(|(d, &n)| (d.id.as_str(), n))
+            .collect()
+    };
+    let mut by_priority: BTreeMap<String, u64> = BTreeMap::new();
+    for i in &incidents {
+        *by_priority.entry(i.priority.to_string()).or_default() += 1;
+    }
+    let rate = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+    let summary = json!({
+        "inputs": srcs.iter().map(|s| match s {
+            Source::File(p) => p.display().to_string(),
+            Source::Stdin => "-".to_string(),
+            Source::Sample(n, _) => n.to_string(),
+        }).collect::<Vec<_>>(),
+        "lines": st.lines,
+        "bytes": st.bytes,
+        "seconds": seconds,
+        "lines_per_second": rate(st.lines).round(),
+        "mb_per_second": (rate(st.bytes) / 1e6 * 10.0).round() / 10.0,
+        "hits": per_detector(&st.hits),
+        "suppressed": per_detector(&st.suppressed),
+        "incidents": incidents.len(),
+        "incidents_by_priority": by_priority,
+        "truncated_lines": st.truncated_lines,
+        "evicted_keys": engine.evicted_keys(),
+    });
+    let mut out = BufWriter::new(io::stdout().lock());
+    match format {
+        ScanFormat::Json => {
+            let doc = json!({ "incidents": incidents, "summary": summary });
+            serde_json::to_writer_pretty(&mut out, &doc).map_err(io::Error::from)?;
+            writeln!(out)?;
+        }
+        ScanFormat::Text => {
+            for i in &incidents {
+                write_incident(&mut out, i)?;
+            }
+            let total_hits: u64 = st.hits.iter().sum();
+            writeln!(
+                out,
+                "{} incident{} ({}) from {} hits in {} lines ({:.1} MB) in {:.2}s: {:.0} lines/s, {:.1} MB/s. Nothing was sent (dry run).",
+                incidents.len(),
+                if incidents.len() == 1 { "" } else { "s" },
+                if by_priority.is_empty() { "none".to_string() } else {
+                    by_priority.iter().map(|(p, n)| format!("{p}: {n}")).collect::<Vec<_>>().join(", ")
+                },
+                total_hits,
+                st.lines,
+                st.bytes as f64 / 1e6,
+                seconds,
+                rate(st.lines),
+                rate(st.bytes) / 1e6,
+            )?;
+            if st.truncated_lines > 0 || engine.evicted_keys() > 0 {
+                writeln!(
+                    out,
+                    "{} over-long lines were cut to {} bytes; {} correlation keys were evicted (cap {}).",
+                    st.truncated_lines,
+                    cfg.file.engine.max_line_bytes,
+                    engine.evicted_keys(),
+                    cfg.file.engine.max_tracked_keys
+                )?;
+            }
+            if total_hits > 0 {
+                writeln!(out, "\nHits per detector:")?;
+                for (di, d) in engine.detectors.detectors.iter().enumerate() {
+                    if st.hits[di] > 0 {
+                        writeln!(
+                            out,
+                            "  {:<36} {:>8} hits {:>6} incidents {:>6} allowlisted",
+                            d.id, st.hits[di], st.opened[di], st.suppressed[di]
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+fn write_incident(out: &mut impl Write, i: &Incident) -> io::Result<()> {
+    writeln!(out, "{} {}  [{}]", i.priority, i.title, i.detector)?;
+    writeln!(
+        out,
+        "   severity {} on a {} asset, {}; {} hit{} from {} to {}",
+        i.severity,
+        i.criticality.as_str(),
+        i.category,
+        i.count,
+        if i.count == 1 { "" } else { "s" },
+        format_rfc3339(i.first_seen),
+        format_rfc3339(i.last_seen)
+    )?;
+    let fields: Vec<String> = i.fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    writeln!(out, "   {}  fingerprint {}  in {}", fields.join(" "), i.fingerprint, i.source)?;
+    for l in i.evidence.lines() {
+        // Evidence is attacker-controlled: show control characters escaped.
+        writeln!(out, "   | {}", l.escape_debug())?;
+    }
+    writeln!(out)
+}
+
+fn cmd_test(config: Option<&Path>, paths: &[PathBuf]) -> Result<u8, Failure> {
+    let set = if paths.is_empty() {
+        load(config)?.1.detectors
+    } else {
+        // Test the given files on top of the shipped pack, so `after` references resolve,
+        // but only report the given detectors.
+        DetectorSet::from_paths(paths)
+            .or_else(|_| DetectorSet::builtin().and_then(|b| b.extend_from_paths(paths)))?
+    };
+    let only: Option<Vec<String>> = (!paths.is_empty()).then(|| {
+        DetectorSet::from_paths(paths)
+            .map(|s| s.detectors.into_iter().map(|d| d.id).collect())
+            .unwrap_or_default()
+    });
+    let matcher = Matcher::new(&set);
+    let (failures, checks) = run_examples(&set, &matcher);
+    let failures: Vec<_> = failures
+        .into_iter()
+        .filter(|f| only.as_ref().is_none_or(|o| o.is_empty() || o.contains(&f.detector)))
+        .collect();
+    let mut out = io::stdout().lock();
+    for f in &failures {
+        writeln!(out, "FAIL {} ({})\n  {}\n", f.detector, f.location, f.message)?;
+    }
+    let no_examples: Vec<&str> = set
+        .detectors
+        .iter()
+        .filter(|d| d.examples.is_empty() || d.counterexamples.is_empty())
+        .filter(|d| only.as_ref().is_none_or(|o| o.is_empty() || o.contains(&d.id)))
+        .map(|d| d.id.as_str())
+        .collect();
+    for id in &no_examples {
+        writeln!(out, "warning: detector {id} lacks examples or counterexamples")?;
+    }
+    writeln!(
+        out,
+        "{} detectors, {} example checks: {} passed, {} failed",
+        set.detectors.len(),
+        checks,
+        checks - failures.len(),
+        failures.len()
+    )?;
+    Ok(if failures.is_empty() { exit::OK } else { exit::FINDINGS })
+}
+
+fn cmd_check(config: Option<&Path>) -> Result<u8, Failure> {
+    let cfg = match Config::discover(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::FINDINGS);
+        }
+    };
+    let built = match cfg.build() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::FINDINGS);
+        }
+    };
+    let mut out = io::stdout().lock();
+    for w in &built.detectors.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    let patterns: usize = built.detectors.detectors.iter().map(|d| d.patterns.len()).sum();
+    writeln!(
+        out,
+        "{}: OK, {} detectors, {} patterns, {} warnings",
+        cfg.path.display(),
+        built.detectors.detectors.len(),
+        patterns,
+        built.detectors.warnings.len()
+    )?;
+    Ok(exit::OK)
+}
+
+fn cmd_detectors(config: Option<&Path>, patterns: bool) -> Result<u8, Failure> {
+    let (_, built) = load(config)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    for d in &built.detectors.detectors {
+        if patterns {
+            for p in &d.patterns {
+                writeln!(out, "{}", p.source)?;
+            }
+            continue;
+        }
+        let cond = match (&d.threshold, &d.distinct, &d.after) {
+            (Some(t), Some(f), _) => format!("{} distinct {f} in {}", t.count, humantime::format_duration(t.window)),
+            (Some(t), None, _) => format!("{} in {}", t.count, humantime::format_duration(t.window)),
+            (None, _, Some(a)) => format!("after {} of {} in {}", a.count, a.detectors.join("|"), humantime::format_duration(a.window)),
+            _ => "every hit".to_string(),
+        };
+        writeln!(out, "{:<36} {:<8} {:<22} {}", d.id, d.severity.as_str(), d.category.as_str(), cond)?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

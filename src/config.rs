@@ -1,0 +1,425 @@
+//! The TOML config: one struct tree, `deny_unknown_fields` everywhere, defaults in one place
+//! ([`Config::default`] is the shipped `config/sentinela.toml`), and one validation path
+//! ([`Config::parse`] then [`Config::build`]) shared by `check`, start-up and reload.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSetBuilder};
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::detector::{DetectorSet, Severity};
+use crate::error::{Diagnostic, Error, Location, Result};
+use crate::policy::{Allow, Asset, Criticality, Matrix, Policy, Priority};
+use crate::timestamp::Zone;
+
+/// The shipped example config, embedded so the binary works when installed alone.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/sentinela.toml");
+
+/// Where the default config is looked for when `--config` is not given.
+pub const SYSTEM_CONFIG: &str = "/etc/sentinela/sentinela.toml";
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Which detectors to load.
+    #[serde(default)]
+    pub detectors: DetectorsSection,
+    /// Matching and correlation limits.
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// The priority matrix.
+    #[serde(default)]
+    pub priority: PrioritySection,
+    /// Asset criticality.
+    #[serde(default, rename = "asset")]
+    pub assets: Vec<AssetSection>,
+    /// Suppressions.
+    #[serde(default)]
+    pub allowlist: AllowlistSection,
+}
+
+/// `[detectors]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorsSection {
+    /// Load the shipped pack (embedded in the binary).
+    #[serde(default = "yes")]
+    pub builtin: bool,
+    /// Files or directories of local detectors, loaded after the shipped pack; a detector with
+    /// a shipped id replaces it.
+    #[serde(default)]
+    pub dirs: Vec<Spanned<PathBuf>>,
+    /// Ids of detectors to turn off.
+    #[serde(default)]
+    pub disabled: Vec<Spanned<String>>,
+}
+
+impl Default for DetectorsSection {
+    fn default() -> Self {
+        DetectorsSection {
+            builtin: true,
+            dirs: Vec::new(),
+            disabled: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Longer lines are cut to this many bytes for matching (and counted).
+    pub max_line_bytes: usize,
+    /// Cap on actor keys tracked for thresholds, over all detectors. Keys are attacker-chosen,
+    /// so this bounds memory; the least recently used key is evicted (and counted).
+    pub max_tracked_keys: usize,
+    /// Evidence lines kept at the start and at the end of each incident.
+    pub evidence_lines: usize,
+    /// Evidence lines are cut to this many bytes.
+    pub evidence_line_bytes: usize,
+    /// Zone for timestamps without one (RFC 3164 syslog): `local`, `UTC` or `+02:00`.
+    pub timezone: Spanned<String>,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            max_line_bytes: 64 * 1024,
+            max_tracked_keys: 100_000,
+            evidence_lines: 3,
+            evidence_line_bytes: 512,
+            timezone: Spanned::new(0..0, "local".into()),
+        }
+    }
+}
+
+/// `[priority]`: rows by severity, each a table from criticality to priority. Missing cells keep
+/// the default matrix.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PrioritySection {
+    /// `matrix.high = { critical = "P1", high = "P2" }`
+    #[serde(default)]
+    pub matrix: BTreeMap<Severity, BTreeMap<Criticality, Priority>>,
+}
+
+/// `[[asset]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetSection {
+    /// Shown in tickets.
+    pub name: String,
+    /// Criticality of events on it.
+    pub criticality: Criticality,
+    /// Globs over host names (`db*`, `*.pay.example.com`).
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Globs over log file paths.
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+}
+
+/// `[allowlist]` and `[allowlist.detectors."id"]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistSection {
+    /// CIDR ranges or addresses.
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    /// Exact user names.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Per detector id.
+    #[serde(default)]
+    pub detectors: BTreeMap<String, Spanned<AllowEntry>>,
+}
+
+/// One allowlist.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// CIDR ranges or addresses.
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    /// Exact user names.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+/// A parsed config plus the file it came from (for error locations).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The parsed file.
+    pub file: ConfigFile,
+    /// Where it came from (`<builtin>/config/sentinela.toml` for the embedded one).
+    pub path: PathBuf,
+    text: String,
+}
+
+/// Everything the engine needs, validated and compiled from a [`Config`].
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The detectors to run.
+    pub detectors: DetectorSet,
+    /// Allowlists, assets, matrix (detector indices refer to `detectors`).
+    pub policy: Policy,
+    /// Zone for timestamps without one.
+    pub zone: Zone,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse(Path::new("<builtin>/config/sentinela.toml"), DEFAULT_CONFIG)
+            .expect("the shipped config is valid (tested)")
+    }
+}
+
+impl Config {
+    /// Parses config text; syntax and type errors are located.
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| Error::from_toml(path, text, &e))?;
+        Ok(Config {
+            file,
+            path: path.to_path_buf(),
+            text: text.to_string(),
+        })
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(path, &text)
+    }
+
+    /// The config to use: `explicit` if given, else `/etc/sentinela/sentinela.toml` if it
+    /// exists, else the embedded default.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config> {
+        match explicit {
+            Some(p) => Config::load(p),
+            None if Path::new(SYSTEM_CONFIG).is_file() => Config::load(Path::new(SYSTEM_CONFIG)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    fn at(&self, offset: usize) -> Location {
+        Location::from_offset(&self.path, &self.text, offset)
+    }
+
+    /// Validates everything and loads the detectors: the single path used by `check`,
+    /// start-up and reload.
+    pub fn build(&self) -> Result<Built> {
+        let f = &self.file;
+        let errors: std::cell::RefCell<Vec<Diagnostic>> = Default::default();
+        let err = |offset: usize, message: String| {
+            errors.borrow_mut().push(Diagnostic {
+                location: self.at(offset),
+                message,
+            })
+        };
+
+        let zone = match Zone::parse(f.engine.timezone.get_ref()) {
+            Some(z) => z,
+            None => {
+                err(
+                    f.engine.timezone.span().start,
+                    format!(
+                        "invalid timezone {:?}; expected \"local\", \"UTC\" or an offset such as \"+02:00\"",
+                        f.engine.timezone.get_ref()
+                    ),
+                );
+                Zone::Local
+            }
+        };
+        for (name, value) in [
+            ("engine.max_line_bytes", f.engine.max_line_bytes),
+            ("engine.max_tracked_keys", f.engine.max_tracked_keys),
+        ] {
+            if value == 0 {
+                err(0, format!("{name} must be greater than zero"));
+            }
+        }
+
+        let mut matrix = Matrix::default();
+        for (sev, row) in &f.priority.matrix {
+            for (crit, prio) in row {
+                matrix.0[*sev as usize][*crit as usize] = *prio;
+            }
+        }
+
+        let mut assets = Vec::new();
+        for a in &f.assets {
+            let globs = |list: &[Spanned<String>]| {
+                let mut b = GlobSetBuilder::new();
+                for g in list {
+                    match Glob::new(g.get_ref()) {
+                        Ok(g) => {
+                            b.add(g);
+                        }
+                        Err(e) => err(g.span().start, format!("invalid glob: {e}")),
+                    }
+                }
+                b.build().unwrap_or_else(|_| GlobSetBuilder::new().build().expect("empty set"))
+            };
+            let hosts = globs(&a.hosts);
+            let files = globs(&a.files);
+            assets.push(Asset {
+                name: a.name.clone(),
+                criticality: a.criticality,
+                hosts,
+                files,
+            });
+        }
+
+        let nets = |list: &[Spanned<String>]| {
+            list.iter()
+                .filter_map(|n| match parse_net(n.get_ref()) {
+                    Some(net) => Some(net),
+                    None => {
+                        err(
+                            n.span().start,
+                            format!(
+                                "invalid network {:?}; expected an address or CIDR range such as \"10.0.0.0/8\"",
+                                n.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let global = Allow {
+            networks: nets(&f.allowlist.networks),
+            users: f.allowlist.users.iter().cloned().collect(),
+        };
+        let mut per_id: Vec<(String, usize, Allow)> = Vec::new();
+        for (id, entry) in &f.allowlist.detectors {
+            per_id.push((
+                id.clone(),
+                entry.span().start,
+                Allow {
+                    networks: nets(&entry.get_ref().networks),
+                    users: entry.get_ref().users.iter().cloned().collect(),
+                },
+            ));
+        }
+
+        // Detectors: shipped pack, then local paths relative to the config file.
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let dirs: Vec<PathBuf> = f
+            .detectors
+            .dirs
+            .iter()
+            .map(|d| base.join(d.get_ref()))
+            .collect();
+        for (d, path) in f.detectors.dirs.iter().zip(&dirs) {
+            if !path.exists() {
+                err(
+                    d.span().start,
+                    format!("detector path {} does not exist", path.display()),
+                );
+            }
+        }
+        let detectors = if errors.borrow().is_empty() {
+            let set = if f.detectors.builtin {
+                DetectorSet::builtin()?
+            } else {
+                DetectorSet::default()
+            };
+            let mut set = set.extend_from_paths(&dirs)?;
+            for id in &f.detectors.disabled {
+                if let Err(msg) = set.disable(std::slice::from_ref(id.get_ref())) {
+                    err(id.span().start, msg);
+                }
+            }
+            set
+        } else {
+            DetectorSet::default()
+        };
+
+        let mut per_detector = HashMap::new();
+        for (id, offset, allow) in per_id {
+            match detectors.index_of(&id) {
+                Some(i) => {
+                    per_detector.insert(i, allow);
+                }
+                None if errors.borrow().is_empty() => err(
+                    offset,
+                    format!("allowlist for unknown detector {id:?}"),
+                ),
+                None => {}
+            }
+        }
+        let errors = errors.into_inner();
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        Ok(Built {
+            detectors,
+            policy: Policy {
+                matrix,
+                assets,
+                global,
+                per_detector,
+            },
+            zone,
+        })
+    }
+}
+
+/// An address or CIDR range.
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str) -> std::result::Result<Built, String> {
+        Config::parse(Path::new("c.toml"), text)
+            .and_then(|c| c.build())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_loads_the_pack() {
+        let built = Config::default().build().unwrap();
+        assert!(built.detectors.detectors.len() > 10);
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_location_and_expectation() {
+        let cases: &[(&str, &str)] = &[
+            ("[engine]\ntimezone = \"Mars\"\n", "c.toml:2:12: invalid timezone \"Mars\""),
+            ("[allowlist]\nnetworks = [\"10.0.0.0/33\"]\n", "c.toml:2:13: invalid network \"10.0.0.0/33\""),
+            ("[engine]\nmax_line_byts = 1\n", "c.toml:2:1: unknown field `max_line_byts`"),
+            ("[[asset]]\nname = \"db\"\ncriticality = \"vital\"\n", "c.toml:3:15: unknown variant `vital`"),
+            ("[priority.matrix]\nhigh = { normal = \"P0\" }\n", "c.toml:2:19: unknown variant `P0`"),
+            ("[detectors]\ndirs = [\"nope.d\"]\n", "c.toml:2:9: detector path nope.d does not exist"),
+            ("[detectors]\ndisabled = [\"ssh.nope\"]\n", "cannot disable unknown detector \"ssh.nope\""),
+            ("[allowlist.detectors.\"x.y\"]\nusers = [\"a\"]\n", "allowlist for unknown detector \"x.y\""),
+        ];
+        for (text, want) in cases {
+            let got = build(text).err().unwrap_or_default();
+            assert!(got.contains(want), "config:\n{text}\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn matrix_cells_override_defaults() {
+        let b = build("[priority.matrix]\nmedium = { normal = \"P2\" }\n").unwrap();
+        assert_eq!(b.policy.matrix.priority(Severity::Medium, Criticality::Normal), Priority::P2);
+        assert_eq!(b.policy.matrix.priority(Severity::Medium, Criticality::Low), Priority::P4);
+    }
+}

@@ -1,0 +1,378 @@
+//! The matcher: which detectors does a line trigger, and what fields does it yield.
+//!
+//! Two stages, so that the common case (a line no detector cares about) costs almost nothing:
+//!
+//! 1. One ASCII-case-insensitive aho-corasick automaton over the prefilter literals of every
+//!    pattern runs over a whole block of lines at once. Lines without a literal hit are never
+//!    looked at individually: no per-line work, no allocation.
+//! 2. For a line with literal hits, the candidate patterns are confirmed with `regex::bytes`
+//!    (`is_match` first, captures only for confirmed hits, into reused capture slots).
+//!
+//! Patterns without a usable literal run on every line (the matcher then walks lines one by
+//! one); `sentinela check` warns about them. Input is bytes: invalid UTF-8 is matched like any
+//! other byte and captured text is converted lossily. This module does no I/O.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex::bytes::{CaptureLocations, Regex};
+
+use crate::detector::DetectorSet;
+
+/// One pattern ready to run.
+#[derive(Debug, Clone)]
+struct Compiled {
+    /// Index of its detector in the [`DetectorSet`].
+    detector: usize,
+    regex: Regex,
+    /// Capture group index and field name of every named group.
+    names: Vec<(usize, Box<str>)>,
+}
+
+/// The compiled two-stage matcher for a [`DetectorSet`].
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Prefilter over all literals; `None` when no pattern has literals.
+    prefilter: Option<AhoCorasick>,
+    /// For each prefilter literal, the patterns that require it.
+    literal_patterns: Vec<Vec<u32>>,
+    /// All patterns of all detectors, grouped by detector in set order.
+    patterns: Vec<Compiled>,
+    /// Patterns without literals: they run on every line.
+    always: Vec<u32>,
+}
+
+/// Reusable per-thread buffers, so matching allocates nothing on lines that do not match.
+#[derive(Debug)]
+pub struct Scratch {
+    locs: Vec<CaptureLocations>,
+    candidates: Vec<u32>,
+}
+
+/// A line confirmed by one detector's pattern.
+#[derive(Debug)]
+pub struct LineMatch<'a> {
+    /// Byte offset of the line in the block.
+    pub start: usize,
+    /// The line, without its terminator (and without a trailing `\r`).
+    pub line: &'a [u8],
+    /// Index of the detector in the [`DetectorSet`].
+    pub detector: usize,
+    locs: &'a CaptureLocations,
+    names: &'a [(usize, Box<str>)],
+}
+
+impl LineMatch<'_> {
+    /// The captured fields, as (ECS name, value) pairs, in pattern order. Text that is not
+    /// UTF-8 is replaced with U+FFFD.
+    pub fn fields(&self) -> Vec<(String, String)> {
+        self.names
+            .iter()
+            .filter_map(|(i, name)| {
+                let (s, e) = self.locs.get(*i)?;
+                Some((
+                    name.to_string(),
+                    String::from_utf8_lossy(&self.line[s..e]).into_owned(),
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Matcher {
+    /// Compiles the matcher for `set`.
+    pub fn new(set: &DetectorSet) -> Matcher {
+        let mut patterns = Vec::new();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut literal_patterns: Vec<Vec<u32>> = Vec::new();
+        let mut always = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        for (di, d) in set.detectors.iter().enumerate() {
+            for p in &d.patterns {
+                let pi = patterns.len() as u32;
+                let names = p
+                    .regex
+                    .capture_names()
+                    .enumerate()
+                    .filter_map(|(i, n)| n.map(|n| (i, n.into())))
+                    .collect();
+                patterns.push(Compiled {
+                    detector: di,
+                    regex: p.regex.clone(),
+                    names,
+                });
+                if p.literals.is_empty() {
+                    always.push(pi);
+                    continue;
+                }
+                for lit in &p.literals {
+                    let li = *index.entry(lit.clone()).or_insert_with(|| {
+                        literals.push(lit.clone());
+                        literal_patterns.push(Vec::new());
+                        literals.len() - 1
+                    });
+                    if !literal_patterns[li].contains(&pi) {
+                        literal_patterns[li].push(pi);
+                    }
+                }
+            }
+        }
+        let prefilter = if literals.is_empty() {
+            None
+        } else {
+            // A DFA: fastest search; the literal set is small (a few hundred strings).
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&literals)
+                    .or_else(|_| {
+                        AhoCorasick::builder()
+                            .ascii_case_insensitive(true)
+                            .build(&literals)
+                    })
+                    .expect("literals are non-empty byte strings"),
+            )
+        };
+        Matcher {
+            prefilter,
+            literal_patterns,
+            patterns,
+            always,
+        }
+    }
+
+    /// Fresh scratch buffers for this matcher.
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            locs: self.patterns.iter().map(|p| p.regex.capture_locations()).collect(),
+            candidates: Vec::with_capacity(64),
+        }
+    }
+
+    /// Number of patterns that run on every line because they have no prefilter literal.
+    pub fn unfiltered_patterns(&self) -> usize {
+        self.always.len()
+    }
+
+    /// Calls `on_match` for every (line, detector) match in `block`, in line order. Lines are
+    /// separated by `\n`; the last line need not end with one. A line matches a detector at
+    /// most once (its first matching pattern).
+    pub fn scan_block<F: FnMut(LineMatch<'_>)>(
+        &self,
+        block: &[u8],
+        scratch: &mut Scratch,
+        mut on_match: F,
+    ) {
+        let Some(ac) = &self.prefilter else {
+            if !self.always.is_empty() {
+                self.scan_lines(block, scratch, &mut on_match);
+            }
+            return;
+        };
+        if !self.always.is_empty() {
+            self.scan_lines(block, scratch, &mut on_match);
+            return;
+        }
+        // Block mode: the automaton runs over the whole block; only lines with a literal
+        // hit are visited.
+        let mut line: Option<(usize, usize)> = None;
+        for m in ac.find_overlapping_iter(block) {
+            let s = m.start();
+            match line {
+                Some((_, end)) if s < end => {}
+                _ => {
+                    if let Some((ls, le)) = line {
+                        self.confirm(block, ls, le, scratch, &mut on_match);
+                    }
+                    let ls = memchr::memrchr(b'\n', &block[..s]).map_or(0, |i| i + 1);
+                    let le = memchr::memchr(b'\n', &block[s..]).map_or(block.len(), |i| s + i);
+                    line = Some((ls, le));
+                }
+            }
+            scratch
+                .candidates
+                .extend_from_slice(&self.literal_patterns[m.pattern().as_usize()]);
+        }
+        if let Some((ls, le)) = line {
+            self.confirm(block, ls, le, scratch, &mut on_match);
+        }
+    }
+
+    /// Line mode, used when some pattern must run on every line.
+    fn scan_lines<F: FnMut(LineMatch<'_>)>(
+        &self,
+        block: &[u8],
+        scratch: &mut Scratch,
+        on_match: &mut F,
+    ) {
+        let mut start = 0;
+        while start < block.len() {
+            let end = memchr::memchr(b'\n', &block[start..]).map_or(block.len(), |i| start + i);
+            if let Some(ac) = &self.prefilter {
+                for m in ac.find_overlapping_iter(&block[start..end]) {
+                    scratch
+                        .candidates
+                        .extend_from_slice(&self.literal_patterns[m.pattern().as_usize()]);
+                }
+            }
+            scratch.candidates.extend_from_slice(&self.always);
+            self.confirm(block, start, end, scratch, on_match);
+            start = end + 1;
+        }
+    }
+
+    /// Confirms the candidate patterns collected for one line and reports the matches.
+    fn confirm<F: FnMut(LineMatch<'_>)>(
+        &self,
+        block: &[u8],
+        start: usize,
+        end: usize,
+        scratch: &mut Scratch,
+        on_match: &mut F,
+    ) {
+        let mut line = &block[start..end];
+        if let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        let cands = &mut scratch.candidates;
+        cands.sort_unstable();
+        cands.dedup();
+        let mut last_detector = usize::MAX;
+        for &pi in cands.iter() {
+            let p = &self.patterns[pi as usize];
+            if p.detector == last_detector || !p.regex.is_match(line) {
+                continue;
+            }
+            let locs = &mut scratch.locs[pi as usize];
+            if p.regex.captures_read(locs, line).is_none() {
+                continue;
+            }
+            last_detector = p.detector;
+            on_match(LineMatch {
+                start,
+                line,
+                detector: p.detector,
+                locs,
+                names: &p.names,
+            });
+        }
+        cands.clear();
+    }
+
+    /// Matches a single line; returns (detector index, fields) per matching detector.
+    /// Convenience for tests and detector examples; allocates.
+    pub fn match_line(&self, line: &[u8], scratch: &mut Scratch) -> Vec<(usize, Vec<(String, String)>)> {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let mut out = Vec::new();
+        self.scan_block(line, scratch, |m| out.push((m.detector, m.fields())));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::parse_file;
+    use std::path::Path;
+
+    fn set(toml: &str) -> DetectorSet {
+        let (detectors, warnings) = parse_file(Path::new("t.toml"), toml).unwrap();
+        DetectorSet {
+            detectors,
+            warnings,
+        }
+    }
+
+    const TWO: &str = r#"
+[[detector]]
+id = "t.fail"
+title = "t"
+category = "intrusion-attempts"
+severity = "medium"
+patterns = ['''Failed password for (?P<user.name>.*) from (?P<source.address>\S+) port \d+$''']
+
+[[detector]]
+id = "t.root"
+title = "t"
+category = "intrusion-attempts"
+severity = "high"
+patterns = ['''Failed password for (?P<user.name>root) from (?P<source.address>\S+) port \d+$''',
+            '''FAILED SU \(to root\) (?P<user.name>\S+)''']
+"#;
+
+    fn hits(m: &Matcher, block: &str) -> Vec<(usize, usize, String)> {
+        let mut s = m.scratch();
+        let mut out = Vec::new();
+        m.scan_block(block.as_bytes(), &mut s, |lm| {
+            let f = lm.fields();
+            let get = |name: &str| f.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let addr = get("source.address")
+                .or_else(|| get("user.name"))
+                .unwrap_or_default();
+            out.push((lm.start, lm.detector, addr));
+        });
+        out
+    }
+
+    #[test]
+    fn block_scan_reports_each_matching_line_and_detector_once() {
+        let m = Matcher::new(&set(TWO));
+        let block = "noise line\nFailed password for bob from 1.2.3.4 port 22\nmore noise\n\
+                     Failed password for root from 5.6.7.8 port 22\r\nFAILED SU (to root) eve on pts/0";
+        let got = hits(&m, block);
+        assert_eq!(
+            got,
+            vec![
+                (11, 0, "1.2.3.4".into()),
+                (67, 0, "5.6.7.8".into()),
+                (67, 1, "5.6.7.8".into()),
+                (114, 1, "eve".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn prefilter_is_case_insensitive_but_regex_decides() {
+        let m = Matcher::new(&set(TWO));
+        assert!(hits(&m, "failed PASSWORD for bob from 1.2.3.4 port 22").is_empty());
+    }
+
+    #[test]
+    fn attacker_chosen_user_cannot_forge_the_source() {
+        let m = Matcher::new(&set(TWO));
+        let got = hits(
+            &m,
+            "Failed password for x from 1.2.3.4 port 22 from 198.51.100.7 port 4000",
+        );
+        assert_eq!(got, vec![(0, 0, "198.51.100.7".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_and_binary_do_not_stop_matching() {
+        let m = Matcher::new(&set(TWO));
+        let mut block = b"\xff\xfe\x00garbage\x00\n".to_vec();
+        block.extend_from_slice(b"Failed password for \xc3\x28 from 9.9.9.9 port 22\n");
+        let mut s = m.scratch();
+        let mut got = Vec::new();
+        m.scan_block(&block, &mut s, |lm| got.push(lm.fields()));
+        assert_eq!(got.len(), 1);
+        assert!(got[0].contains(&("source.address".into(), "9.9.9.9".into())));
+        assert!(got[0].contains(&("user.name".into(), "\u{fffd}(".into())));
+    }
+
+    #[test]
+    fn patterns_without_literals_run_on_every_line() {
+        let toml = r#"
+[[detector]]
+id = "t.any"
+title = "t"
+category = "other"
+severity = "low"
+patterns = ['''^(?P<source.address>\d+)$''']
+"#;
+        let m = Matcher::new(&set(toml));
+        assert_eq!(m.unfiltered_patterns(), 1);
+        let got = hits(&m, "x\n10\ny\n11");
+        assert_eq!(got, vec![(2, 0, "10".into()), (7, 0, "11".into())]);
+    }
+}

@@ -1,0 +1,288 @@
+//! The engine: matcher, correlator and policy wired together, turning blocks of log lines into
+//! incidents.
+//!
+//! It is fed blocks of complete lines by a reader ([`crate::scan`] for files and stdin; the
+//! daemon's sources later) together with the [`Input`] they came from, and keeps the incident
+//! record in memory. It does no I/O itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{Built, EngineSection};
+use crate::correlate::{Correlator, Observation, Verdict};
+use crate::detect::{Matcher, Scratch};
+use crate::detector::DetectorSet;
+use crate::incident::{evidence_line, fingerprint, render_title, Evidence, Incident};
+use crate::policy::Policy;
+use crate::timestamp::{Millis, TimeParser};
+
+/// Where lines come from, and the per-input state that travels with them.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// File path, `-` for stdin, or a source name.
+    pub name: String,
+    /// Timestamp parser (zone and year-inference reference for this input).
+    pub time: TimeParser,
+    /// Time of the latest line that had one: used for lines without a timestamp.
+    pub last_time: Option<Millis>,
+    /// Lines completed before the next block (so line numbers are 1-based and global).
+    pub lines: u64,
+}
+
+impl Input {
+    /// A new input.
+    pub fn new(name: impl Into<String>, time: TimeParser) -> Input {
+        Input {
+            name: name.into(),
+            time,
+            last_time: None,
+            lines: 0,
+        }
+    }
+}
+
+/// A detector hit, as `sentinela match` shows it.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Detector index.
+    pub detector: usize,
+    /// 1-based line number in its input.
+    pub line_no: u64,
+    /// The time written in the line, if any.
+    pub time: Option<Millis>,
+    /// Captured fields (plus `host.name` from a syslog header).
+    pub fields: Vec<(String, String)>,
+    /// The line, cut for evidence.
+    pub line: String,
+}
+
+impl Hit {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a hit did to the incident record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A new incident, at this index of [`Engine::incidents`].
+    Opened(usize),
+    /// An existing incident grew.
+    Recurred(usize),
+}
+
+/// Counters, per detector where it matters.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Lines read.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Lines longer than the cap, cut before matching.
+    pub truncated_lines: u64,
+    /// Hits per detector index.
+    pub hits: Vec<u64>,
+    /// Allowlisted hits per detector index.
+    pub suppressed: Vec<u64>,
+    /// Incidents opened per detector index.
+    pub opened: Vec<u64>,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    /// The detectors (indices everywhere refer to this set).
+    pub detectors: DetectorSet,
+    matcher: Matcher,
+    scratch: Scratch,
+    policy: Policy,
+    correlator: Correlator,
+    /// For each detector, the sequence detectors that list it in `after`.
+    followers: Vec<Vec<usize>>,
+    limits: EngineSection,
+    /// Incidents in the order they opened.
+    pub incidents: Vec<Incident>,
+    by_fingerprint: HashMap<String, usize>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Engine {
+    /// Builds the engine from a validated config.
+    pub fn new(built: Built, limits: EngineSection) -> Engine {
+        let matcher = Matcher::new(&built.detectors);
+        let n = built.detectors.detectors.len();
+        let mut followers = vec![Vec::new(); n];
+        for (si, d) in built.detectors.detectors.iter().enumerate() {
+            if let Some(after) = &d.after {
+                for id in &after.detectors {
+                    if let Some(pi) = built.detectors.index_of(id) {
+                        followers[pi].push(si);
+                    }
+                }
+            }
+        }
+        Engine {
+            scratch: matcher.scratch(),
+            matcher,
+            correlator: Correlator::new(limits.max_tracked_keys, limits.evidence_lines),
+            detectors: built.detectors,
+            policy: built.policy,
+            followers,
+            limits,
+            incidents: Vec::new(),
+            by_fingerprint: HashMap::new(),
+            stats: Stats {
+                hits: vec![0; n],
+                suppressed: vec![0; n],
+                opened: vec![0; n],
+                ..Stats::default()
+            },
+        }
+    }
+
+    /// Correlation keys evicted because of the key cap.
+    pub fn evicted_keys(&self) -> u64 {
+        self.correlator.evicted
+    }
+
+    /// Matches a block of complete lines from `input` (`\n`-separated; the last line may lack
+    /// its terminator when it is the end of the input). Each hit is passed to `on_hit`; with
+    /// `correlate`, hits also go through policy and correlation into the incident record.
+    pub fn process_block(
+        &mut self,
+        block: &[u8],
+        input: &mut Input,
+        correlate: bool,
+        mut on_hit: impl FnMut(&Engine, &Input, &Hit),
+    ) -> Vec<Change> {
+        let mut hits = Vec::new();
+        let mut counted = 0usize;
+        let mut line_no = input.lines;
+        let max_ev = self.limits.evidence_line_bytes;
+        let time = input.time;
+        self.matcher.scan_block(block, &mut self.scratch, |m| {
+            line_no += memchr::memchr_iter(b'\n', &block[counted..m.start]).count() as u64;
+            counted = m.start;
+            let parsed = time.parse(m.line);
+            let mut fields = m.fields();
+            if let Some(host) = parsed.and_then(|t| t.host) {
+                if !fields.iter().any(|(k, _)| k == "host.name") {
+                    fields.push(("host.name".into(), String::from_utf8_lossy(host).into_owned()));
+                }
+            }
+            hits.push(Hit {
+                detector: m.detector,
+                line_no: line_no + 1,
+                time: parsed.map(|t| t.millis),
+                fields,
+                line: evidence_line(m.line, max_ev),
+            });
+        });
+        let mut lines = memchr::memchr_iter(b'\n', block).count() as u64;
+        if block.last().is_some_and(|&b| b != b'\n') {
+            lines += 1;
+        }
+        input.lines += lines;
+        self.stats.lines += lines;
+        self.stats.bytes += block.len() as u64;
+
+        let mut changes = Vec::new();
+        for hit in &hits {
+            self.stats.hits[hit.detector] += 1;
+            on_hit(self, input, hit);
+            if let Some(t) = hit.time {
+                input.last_time = Some(input.last_time.map_or(t, |l| l.max(t)));
+            }
+            if correlate {
+                let at = hit.time.or(input.last_time).unwrap_or(input.time.reference);
+                if let Some(c) = self.observe(hit, at, &input.name) {
+                    changes.push(c);
+                }
+            }
+        }
+        changes
+    }
+
+    /// Policy, correlation and the incident record for one hit at event time `at`.
+    fn observe(&mut self, hit: &Hit, at: Millis, source: &str) -> Option<Change> {
+        let di = hit.detector;
+        if self.policy.allowlisted(di, |k| hit.get(k)) {
+            self.stats.suppressed[di] += 1;
+            return None;
+        }
+        let det = &self.detectors.detectors[di];
+        for &si in &self.followers[di] {
+            let seq = &self.detectors.detectors[si];
+            let key: Option<Vec<String>> =
+                seq.key.iter().map(|k| hit.get(k).map(String::from)).collect();
+            if let Some(key) = key {
+                self.correlator.note_prior(si, seq, &key, at);
+            }
+        }
+        let key_values: Vec<String> = det
+            .key
+            .iter()
+            .map(|k| hit.get(k).unwrap_or_default().to_string())
+            .collect();
+        let key_pairs: Vec<(String, String)> = det
+            .key
+            .iter()
+            .cloned()
+            .zip(key_values.iter().cloned())
+            .collect();
+        let fp = fingerprint(&det.id, &key_pairs);
+        if let Some(&i) = self.by_fingerprint.get(&fp) {
+            self.incidents[i].recur(at, hit.line.clone());
+            return Some(Change::Recurred(i));
+        }
+        let verdict = self.correlator.observe(
+            det,
+            &Observation {
+                detector: di,
+                key: &key_values,
+                time: at,
+                distinct: det.distinct.as_deref().and_then(|f| hit.get(f)),
+                line: &hit.line,
+            },
+        );
+        let Verdict::Open {
+            count,
+            first_seen,
+            evidence: lines,
+        } = verdict
+        else {
+            return None;
+        };
+        let fields: BTreeMap<String, String> = hit.fields.iter().cloned().collect();
+        let criticality = self
+            .policy
+            .criticality(fields.get("host.name").map(String::as_str), Some(source));
+        let mut evidence = Evidence::new(self.limits.evidence_lines);
+        for l in lines {
+            evidence.push(l);
+        }
+        let incident = Incident {
+            fingerprint: fp.clone(),
+            detector: det.id.clone(),
+            title: render_title(&det.title, &fields),
+            category: det.category,
+            severity: det.severity,
+            criticality,
+            priority: self.policy.matrix.priority(det.severity, criticality),
+            count,
+            first_seen,
+            last_seen: at,
+            fields,
+            key: det.key.clone(),
+            source: source.to_string(),
+            evidence,
+        };
+        self.stats.opened[di] += 1;
+        self.incidents.push(incident);
+        self.by_fingerprint.insert(fp, self.incidents.len() - 1);
+        Some(Change::Opened(self.incidents.len() - 1))
+    }
+}

@@ -1,0 +1,190 @@
+//! Reading byte streams (files, stdin) into blocks of complete lines for the engine.
+//!
+//! [`LineReader`] never loses or stalls on a line: a line longer than the cap is cut to the
+//! cap, counted, and the rest of it is skipped up to the next newline; invalid UTF-8 and NUL
+//! bytes pass through untouched; a last line without a newline is delivered at end of input.
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::engine::{Engine, Input};
+use crate::timestamp::{now_millis, Millis, TimeParser, Zone};
+
+/// Splits a reader into blocks of whole lines, each line at most `max_line` bytes.
+#[derive(Debug)]
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Inside an over-long line: discard up to the next newline.
+    skipping: bool,
+    max_line: usize,
+    /// Lines cut because they were longer than the cap.
+    pub truncated: u64,
+}
+
+impl<R: Read> LineReader<R> {
+    /// A reader whose lines are cut at `max_line` bytes. The buffer is one line long so that
+    /// every line longer than the cap is noticed, whatever surrounds it.
+    pub fn new(inner: R, max_line: usize) -> LineReader<R> {
+        let max_line = max_line.max(1);
+        LineReader {
+            inner,
+            buf: vec![0; max_line + 1],
+            start: 0,
+            end: 0,
+            eof: false,
+            skipping: false,
+            max_line,
+            truncated: 0,
+        }
+    }
+
+    /// The next block of complete lines, or `None` at end of input.
+    pub fn next_block(&mut self) -> io::Result<Option<&[u8]>> {
+        loop {
+            if self.skipping {
+                match memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                    Some(i) => {
+                        self.start += i + 1;
+                        self.skipping = false;
+                    }
+                    None => self.start = self.end,
+                }
+            }
+            if !self.skipping {
+                let data = &self.buf[self.start..self.end];
+                if let Some(i) = memchr::memrchr(b'\n', data) {
+                    let s = self.start;
+                    self.start += i + 1;
+                    return Ok(Some(&self.buf[s..s + i + 1]));
+                }
+                if data.len() >= self.max_line {
+                    let s = self.start;
+                    self.start += self.max_line;
+                    self.skipping = true;
+                    self.truncated += 1;
+                    return Ok(Some(&self.buf[s..s + self.max_line]));
+                }
+                if self.eof {
+                    if data.is_empty() {
+                        return Ok(None);
+                    }
+                    let s = self.start;
+                    self.start = self.end;
+                    return Ok(Some(&self.buf[s..self.end]));
+                }
+            } else if self.eof {
+                return Ok(None);
+            }
+            // Need more input: keep the partial line, refill behind it.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            let n = loop {
+                match self.inner.read(&mut self.buf[self.end..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+            }
+            self.end += n;
+        }
+    }
+}
+
+/// The year-inference reference for a file: its modification time (logs are written up to
+/// then), or now.
+pub fn file_reference(path: &Path) -> Millis {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or_else(now_millis, |d| d.as_millis() as Millis)
+}
+
+/// Runs `engine` over everything `reader` yields, as input `name`. `progress` is called with
+/// the bytes of each block (for a progress bar).
+pub fn run_reader<R: Read>(
+    engine: &mut Engine,
+    reader: R,
+    name: &str,
+    zone: Zone,
+    reference: Millis,
+    max_line: usize,
+    correlate: bool,
+    mut on_hit: impl FnMut(&Engine, &Input, &crate::engine::Hit),
+    mut progress: impl FnMut(u64),
+) -> io::Result<()> {
+    let mut lr = LineReader::new(reader, max_line);
+    let mut input = Input::new(name, TimeParser::new(zone, reference));
+    let mut truncated = 0;
+    while let Some(block) = lr.next_block()? {
+        let len = block.len() as u64;
+        engine.process_block(block, &mut input, correlate, &mut on_hit);
+        progress(len);
+        engine.stats.truncated_lines += lr.truncated - truncated;
+        truncated = lr.truncated;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads everything with a tiny reader chunk size, to exercise refills.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn lines(input: &[u8], max: usize, chunk: usize) -> (Vec<String>, u64) {
+        let mut lr = LineReader::new(Trickle(input, chunk), max);
+        let mut out = Vec::new();
+        while let Some(b) = lr.next_block().unwrap() {
+            let b = b.strip_suffix(b"\n").unwrap_or(b);
+            out.extend(b.split(|&c| c == b'\n').map(|l| String::from_utf8_lossy(l).into_owned()));
+        }
+        (out, lr.truncated)
+    }
+
+    #[test]
+    fn splits_lines_across_reads_and_keeps_the_unterminated_last_line() {
+        for chunk in [1, 3, 7, 1000] {
+            let (got, t) = lines(b"a\nbb\n\nccc\nlast", 16, chunk);
+            assert_eq!(got, ["a", "bb", "", "ccc", "last"], "chunk {chunk}");
+            assert_eq!(t, 0);
+        }
+    }
+
+    #[test]
+    fn long_lines_are_cut_counted_and_the_next_line_survives() {
+        for chunk in [1, 5, 64] {
+            let mut input = b"ok1\n".to_vec();
+            input.extend(std::iter::repeat_n(b'x', 50));
+            input.extend_from_slice(b"\nok2\n");
+            input.extend(std::iter::repeat_n(b'y', 10));
+            input.extend_from_slice(b"\nok3");
+            let (got, t) = lines(&input, 8, chunk);
+            assert_eq!(got, ["ok1", "xxxxxxxx", "ok2", "yyyyyyyy", "ok3"], "chunk {chunk}");
+            assert_eq!(t, 2);
+        }
+    }
+
+    #[test]
+    fn empty_input_yields_nothing() {
+        assert_eq!(lines(b"", 8, 4).0, Vec::<String>::new());
+    }
+}
