@@ -147,7 +147,11 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -267,8 +271,18 @@ fn feed(
                     ));
                 }
                 let name = p.display().to_string();
-                run_reader(engine, f, &name, built_zone, file_reference(p), max_line, correlate, &mut on_hit, progress)
-                    .with_context(|| format!("cannot read {}", p.display()))
+                run_reader(
+                    engine,
+                    f,
+                    &name,
+                    built_zone,
+                    file_reference(p),
+                    max_line,
+                    correlate,
+                    &mut on_hit,
+                    progress,
+                )
+                .with_context(|| format!("cannot read {}", p.display()))
             }
             Source::Stdin => run_reader(
                 engine,
@@ -309,43 +323,56 @@ fn cmd_match(format: MatchFormat, config: Option<&Path>, files: &[PathBuf]) -> R
     let mut engine = Engine::new(built, cfg.file.engine.clone());
     let mut out = BufWriter::new(io::stdout().lock());
     let mut write_err: Option<io::Error> = None;
-    feed(&mut engine, &cfg, zone, &sources(files, false), false, |eng, input, hit| {
-        if write_err.is_some() {
-            return;
-        }
-        let det = &eng.detectors.detectors[hit.detector];
-        let r = match format {
-            MatchFormat::Jsonl => {
-                let fields: BTreeMap<&str, &str> =
-                    hit.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                let obj = json!({
-                    "file": input.name,
-                    "line": hit.line_no,
-                    "detector": det.id,
-                    "severity": det.severity,
-                    "time": hit.time.map(format_rfc3339),
-                    "fields": fields,
-                });
-                writeln!(out, "{obj}")
+    feed(
+        &mut engine,
+        &cfg,
+        zone,
+        &sources(files, false),
+        false,
+        |eng, input, hit| {
+            if write_err.is_some() {
+                return;
             }
-            MatchFormat::Text => {
-                let fields: Vec<String> =
-                    hit.fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-                writeln!(
-                    out,
-                    "{}:{}: {} [{}] {}",
-                    input.name,
-                    hit.line_no,
-                    det.id,
-                    det.severity,
-                    fields.join(" ")
-                )
+            let det = &eng.detectors.detectors[hit.detector];
+            let r = match format {
+                MatchFormat::Jsonl => {
+                    let fields: BTreeMap<&str, &str> = hit
+                        .fields
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let obj = json!({
+                        "file": input.name,
+                        "line": hit.line_no,
+                        "detector": det.id,
+                        "severity": det.severity,
+                        "time": hit.time.map(format_rfc3339),
+                        "fields": fields,
+                    });
+                    writeln!(out, "{obj}")
+                }
+                MatchFormat::Text => {
+                    let fields: Vec<String> = hit
+                        .fields
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v:?}"))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{}:{}: {} [{}] {}",
+                        input.name,
+                        hit.line_no,
+                        det.id,
+                        det.severity,
+                        fields.join(" ")
+                    )
+                }
+            };
+            if let Err(e) = r {
+                write_err = Some(e);
             }
-        };
-        if let Err(e) = r {
-            write_err = Some(e);
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = write_err {
         return Err(e.into());
     }
@@ -385,7 +412,13 @@ fn cmd_scan(
     for i in &incidents {
         *by_priority.entry(i.priority.to_string()).or_default() += 1;
     }
-    let rate = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+    let rate = |n: u64| {
+        if seconds > 0.0 {
+            n as f64 / seconds
+        } else {
+            0.0
+        }
+    };
     let summary = json!({
         "inputs": srcs.iter().map(|s| match s {
             Source::File(p) => p.display().to_string(),
@@ -473,7 +506,13 @@ fn write_incident(out: &mut impl Write, i: &Incident) -> io::Result<()> {
         format_rfc3339(i.last_seen)
     )?;
     let fields: Vec<String> = i.fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    writeln!(out, "   {}  fingerprint {}  in {}", fields.join(" "), i.fingerprint, i.source)?;
+    writeln!(
+        out,
+        "   {}  fingerprint {}  in {}",
+        fields.join(" "),
+        i.fingerprint,
+        i.source
+    )?;
     for l in i.evidence.lines() {
         // Evidence is attacker-controlled: show control characters escaped.
         writeln!(out, "   | {}", l.escape_debug())?;
@@ -499,21 +538,34 @@ fn cmd_test(config: Option<&Path>, paths: &[PathBuf]) -> Result<u8, Failure> {
     let (failures, checks) = run_examples(&set, &matcher);
     let failures: Vec<_> = failures
         .into_iter()
-        .filter(|f| only.as_ref().is_none_or(|o| o.is_empty() || o.contains(&f.detector)))
+        .filter(|f| {
+            only.as_ref()
+                .is_none_or(|o| o.is_empty() || o.contains(&f.detector))
+        })
         .collect();
     let mut out = io::stdout().lock();
     for f in &failures {
-        writeln!(out, "FAIL {} ({})\n  {}\n", f.detector, f.location, f.message)?;
+        writeln!(
+            out,
+            "FAIL {} ({})\n  {}\n",
+            f.detector, f.location, f.message
+        )?;
     }
     let no_examples: Vec<&str> = set
         .detectors
         .iter()
         .filter(|d| d.examples.is_empty() || d.counterexamples.is_empty())
-        .filter(|d| only.as_ref().is_none_or(|o| o.is_empty() || o.contains(&d.id)))
+        .filter(|d| {
+            only.as_ref()
+                .is_none_or(|o| o.is_empty() || o.contains(&d.id))
+        })
         .map(|d| d.id.as_str())
         .collect();
     for id in &no_examples {
-        writeln!(out, "warning: detector {id} lacks examples or counterexamples")?;
+        writeln!(
+            out,
+            "warning: detector {id} lacks examples or counterexamples"
+        )?;
     }
     writeln!(
         out,
@@ -523,7 +575,11 @@ fn cmd_test(config: Option<&Path>, paths: &[PathBuf]) -> Result<u8, Failure> {
         checks - failures.len(),
         failures.len()
     )?;
-    Ok(if failures.is_empty() { exit::OK } else { exit::FINDINGS })
+    Ok(if failures.is_empty() {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    })
 }
 
 fn cmd_check(config: Option<&Path>) -> Result<u8, Failure> {
@@ -545,7 +601,12 @@ fn cmd_check(config: Option<&Path>) -> Result<u8, Failure> {
     for w in &built.detectors.warnings {
         writeln!(out, "warning: {w}")?;
     }
-    let patterns: usize = built.detectors.detectors.iter().map(|d| d.patterns.len()).sum();
+    let patterns: usize = built
+        .detectors
+        .detectors
+        .iter()
+        .map(|d| d.patterns.len())
+        .sum();
     writeln!(
         out,
         "{}: OK, {} detectors, {} patterns, {} warnings",
@@ -568,12 +629,30 @@ fn cmd_detectors(config: Option<&Path>, patterns: bool) -> Result<u8, Failure> {
             continue;
         }
         let cond = match (&d.threshold, &d.distinct, &d.after) {
-            (Some(t), Some(f), _) => format!("{} distinct {f} in {}", t.count, humantime::format_duration(t.window)),
-            (Some(t), None, _) => format!("{} in {}", t.count, humantime::format_duration(t.window)),
-            (None, _, Some(a)) => format!("after {} of {} in {}", a.count, a.detectors.join("|"), humantime::format_duration(a.window)),
+            (Some(t), Some(f), _) => format!(
+                "{} distinct {f} in {}",
+                t.count,
+                humantime::format_duration(t.window)
+            ),
+            (Some(t), None, _) => {
+                format!("{} in {}", t.count, humantime::format_duration(t.window))
+            }
+            (None, _, Some(a)) => format!(
+                "after {} of {} in {}",
+                a.count,
+                a.detectors.join("|"),
+                humantime::format_duration(a.window)
+            ),
             _ => "every hit".to_string(),
         };
-        writeln!(out, "{:<36} {:<8} {:<22} {}", d.id, d.severity.as_str(), d.category.as_str(), cond)?;
+        writeln!(
+            out,
+            "{:<36} {:<8} {:<22} {}",
+            d.id,
+            d.severity.as_str(),
+            d.category.as_str(),
+            cond
+        )?;
     }
     out.flush()?;
     Ok(exit::OK)

@@ -267,7 +267,8 @@ impl Config {
                         Err(e) => err(g.span().start, format!("invalid glob: {e}")),
                     }
                 }
-                b.build().unwrap_or_else(|_| GlobSetBuilder::new().build().expect("empty set"))
+                b.build()
+                    .unwrap_or_else(|_| GlobSetBuilder::new().build().expect("empty set"))
             };
             let hosts = globs(&a.hosts);
             let files = globs(&a.files);
@@ -351,10 +352,9 @@ impl Config {
                 Some(i) => {
                     per_detector.insert(i, allow);
                 }
-                None if errors.borrow().is_empty() => err(
-                    offset,
-                    format!("allowlist for unknown detector {id:?}"),
-                ),
+                None if errors.borrow().is_empty() => {
+                    err(offset, format!("allowlist for unknown detector {id:?}"))
+                }
                 None => {}
             }
         }
@@ -401,25 +401,60 @@ mod tests {
     #[test]
     fn bad_values_are_reported_with_location_and_expectation() {
         let cases: &[(&str, &str)] = &[
-            ("[engine]\ntimezone = \"Mars\"\n", "c.toml:2:12: invalid timezone \"Mars\""),
-            ("[allowlist]\nnetworks = [\"10.0.0.0/33\"]\n", "c.toml:2:13: invalid network \"10.0.0.0/33\""),
-            ("[engine]\nmax_line_byts = 1\n", "c.toml:2:1: unknown field `max_line_byts`"),
-            ("[[asset]]\nname = \"db\"\ncriticality = \"vital\"\n", "c.toml:3:15: unknown variant `vital`"),
-            ("[priority.matrix]\nhigh = { normal = \"P0\" }\n", "c.toml:2:19: unknown variant `P0`"),
-            ("[detectors]\ndirs = [\"nope.d\"]\n", "c.toml:2:9: detector path nope.d does not exist"),
-            ("[detectors]\ndisabled = [\"ssh.nope\"]\n", "cannot disable unknown detector \"ssh.nope\""),
-            ("[allowlist.detectors.\"x.y\"]\nusers = [\"a\"]\n", "allowlist for unknown detector \"x.y\""),
+            (
+                "[engine]\ntimezone = \"Mars\"\n",
+                "c.toml:2:12: invalid timezone \"Mars\"",
+            ),
+            (
+                "[allowlist]\nnetworks = [\"10.0.0.0/33\"]\n",
+                "c.toml:2:13: invalid network \"10.0.0.0/33\"",
+            ),
+            (
+                "[engine]\nmax_line_byts = 1\n",
+                "c.toml:2:1: unknown field `max_line_byts`",
+            ),
+            (
+                "[[asset]]\nname = \"db\"\ncriticality = \"vital\"\n",
+                "c.toml:3:15: unknown variant `vital`",
+            ),
+            (
+                "[priority.matrix]\nhigh = { normal = \"P0\" }\n",
+                "c.toml:2:19: unknown variant `P0`",
+            ),
+            (
+                "[detectors]\ndirs = [\"nope.d\"]\n",
+                "c.toml:2:9: detector path nope.d does not exist",
+            ),
+            (
+                "[detectors]\ndisabled = [\"ssh.nope\"]\n",
+                "cannot disable unknown detector \"ssh.nope\"",
+            ),
+            (
+                "[allowlist.detectors.\"x.y\"]\nusers = [\"a\"]\n",
+                "allowlist for unknown detector \"x.y\"",
+            ),
         ];
         for (text, want) in cases {
             let got = build(text).err().unwrap_or_default();
-            assert!(got.contains(want), "config:\n{text}\n got: {got}\nwant: {want}");
+            assert!(
+                got.contains(want),
+                "config:\n{text}\n got: {got}\nwant: {want}"
+            );
         }
     }
 
     #[test]
     fn matrix_cells_override_defaults() {
         let b = build("[priority.matrix]\nmedium = { normal = \"P2\" }\n").unwrap();
-        assert_eq!(b.policy.matrix.priority(Severity::Medium, Criticality::Normal), Priority::P2);
-        assert_eq!(b.policy.matrix.priority(Severity::Medium, Criticality::Low), Priority::P4);
+        assert_eq!(
+            b.policy
+                .matrix
+                .priority(Severity::Medium, Criticality::Normal),
+            Priority::P2
+        );
+        assert_eq!(
+            b.policy.matrix.priority(Severity::Medium, Criticality::Low),
+            Priority::P4
+        );
     }
 }

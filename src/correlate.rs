@@ -112,7 +112,12 @@ impl Correlator {
             }
             return;
         }
-        self.insert(sk, State::Prior { times: VecDeque::from([time]) });
+        self.insert(
+            sk,
+            State::Prior {
+                times: VecDeque::from([time]),
+            },
+        );
     }
 
     /// Decides whether `obs` (a hit of `det`) opens an incident.
@@ -169,7 +174,14 @@ impl Correlator {
                     Some(Verdict::Below)
                 }
             }
-            (Some(State::Distinct { values, hits, evidence }), Some(v)) => {
+            (
+                Some(State::Distinct {
+                    values,
+                    hits,
+                    evidence,
+                }),
+                Some(v),
+            ) => {
                 *hits += 1;
                 values.retain(|(_, t)| *t >= obs.time - window);
                 match values.iter_mut().find(|(x, _)| x == v) {
@@ -276,9 +288,15 @@ key = ["source.address"]
             (&[("a", 0, ""), ("b", 1, ""), ("a", 2, "")], &[]),
             // Too slow: the first hit leaves the window before the third arrives.
             (&[("a", 0, ""), ("a", 6, ""), ("a", 11, "")], &[]),
-            (&[("a", 0, ""), ("a", 6, ""), ("a", 11, ""), ("a", 12, "")], &[3]),
+            (
+                &[("a", 0, ""), ("a", 6, ""), ("a", 11, ""), ("a", 12, "")],
+                &[3],
+            ),
             // After opening, counting starts over (the incident tracks recurrences).
-            (&[("a", 0, ""), ("a", 1, ""), ("a", 2, ""), ("a", 3, "")], &[2]),
+            (
+                &[("a", 0, ""), ("a", 1, ""), ("a", 2, ""), ("a", 3, "")],
+                &[2],
+            ),
         ];
         for (hits, want) in cases {
             assert_eq!(run(&d, 100, hits).0, *want, "{hits:?}");
@@ -288,9 +306,27 @@ key = ["source.address"]
     #[test]
     fn distinct_counts_different_values() {
         let d = detector("threshold = { count = 3, window = \"10m\" }\ndistinct = \"user.name\"");
-        let (opened, _) = run(&d, 100, &[("a", 0, "u1"), ("a", 1, "u1"), ("a", 2, "u2"), ("a", 3, "u2")]);
+        let (opened, _) = run(
+            &d,
+            100,
+            &[
+                ("a", 0, "u1"),
+                ("a", 1, "u1"),
+                ("a", 2, "u2"),
+                ("a", 3, "u2"),
+            ],
+        );
         assert!(opened.is_empty());
-        let (opened, _) = run(&d, 100, &[("a", 0, "u1"), ("a", 1, "u1"), ("a", 2, "u2"), ("a", 3, "u3")]);
+        let (opened, _) = run(
+            &d,
+            100,
+            &[
+                ("a", 0, "u1"),
+                ("a", 1, "u1"),
+                ("a", 2, "u2"),
+                ("a", 3, "u3"),
+            ],
+        );
         assert_eq!(opened, vec![3]);
     }
 
@@ -298,7 +334,8 @@ key = ["source.address"]
     fn memory_is_bounded_by_evicting_least_recent_keys() {
         let d = detector("threshold = { count = 2, window = \"10m\" }");
         let hits: Vec<(String, i64, &str)> = (0..1000).map(|i| (format!("k{i}"), 0, "")).collect();
-        let refs: Vec<(&str, i64, &str)> = hits.iter().map(|(k, m, v)| (k.as_str(), *m, *v)).collect();
+        let refs: Vec<(&str, i64, &str)> =
+            hits.iter().map(|(k, m, v)| (k.as_str(), *m, *v)).collect();
         let (opened, c) = run(&d, 10, &refs);
         assert!(opened.is_empty());
         assert_eq!(c.tracked(), 10);
@@ -328,7 +365,10 @@ key = ["source.address"]
         c.note_prior(0, &d, &k, 0);
         assert!(!hit(&mut c, &k, 1), "one prior is not enough");
         c.note_prior(0, &d, &k, 2);
-        assert!(!hit(&mut c, &other, 3), "priors of another key do not count");
+        assert!(
+            !hit(&mut c, &other, 3),
+            "priors of another key do not count"
+        );
         assert!(hit(&mut c, &k, 3));
         assert!(!hit(&mut c, &k, 30), "priors too old");
     }

@@ -144,7 +144,11 @@ impl Matcher {
     /// Fresh scratch buffers for this matcher.
     pub fn scratch(&self) -> Scratch {
         Scratch {
-            locs: self.patterns.iter().map(|p| p.regex.capture_locations()).collect(),
+            locs: self
+                .patterns
+                .iter()
+                .map(|p| p.regex.capture_locations())
+                .collect(),
             candidates: Vec::with_capacity(64),
         }
     }
@@ -261,7 +265,11 @@ impl Matcher {
 
     /// Matches a single line; returns (detector index, fields) per matching detector.
     /// Convenience for tests and detector examples; allocates.
-    pub fn match_line(&self, line: &[u8], scratch: &mut Scratch) -> Vec<(usize, Vec<(String, String)>)> {
+    pub fn match_line(
+        &self,
+        line: &[u8],
+        scratch: &mut Scratch,
+    ) -> Vec<(usize, Vec<(String, String)>)> {
         let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
         let mut out = Vec::new();
         self.scan_block(line, scratch, |m| out.push((m.detector, m.fields())));

@@ -54,7 +54,9 @@ pub const KNOWN_FIELDS: &[&str] = &[
 ];
 
 /// How bad an event is, before the asset it happened on is considered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth recording, not worth a person's time alone.
@@ -181,7 +183,9 @@ pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Durat
         ))
     })?;
     if dur.is_zero() {
-        return Err(serde::de::Error::custom("duration must be greater than zero"));
+        return Err(serde::de::Error::custom(
+            "duration must be greater than zero",
+        ));
     }
     Ok(dur)
 }
@@ -476,7 +480,10 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
             );
         }
         if r.patterns.get_ref().is_empty() {
-            err(r.patterns.span().start, "`patterns` is empty; expected at least one regex".into());
+            err(
+                r.patterns.span().start,
+                "`patterns` is empty; expected at least one regex".into(),
+            );
         }
         let mut patterns = Vec::new();
         let mut captured_by_all: Option<HashSet<String>> = None;
@@ -498,7 +505,8 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
                     continue;
                 }
             };
-            let names: HashSet<String> = regex.capture_names().flatten().map(String::from).collect();
+            let names: HashSet<String> =
+                regex.capture_names().flatten().map(String::from).collect();
             for n in &names {
                 if !KNOWN_FIELDS.contains(&n.as_str()) {
                     err(
@@ -516,7 +524,10 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
                 Some(all) => all.intersection(&names).cloned().collect(),
             });
             let literals = match &r.literals {
-                Some(lits) => lits.iter().map(|l| l.get_ref().to_ascii_lowercase().into_bytes()).collect(),
+                Some(lits) => lits
+                    .iter()
+                    .map(|l| l.get_ref().to_ascii_lowercase().into_bytes())
+                    .collect(),
                 None => derive_literals(src),
             };
             // Literals shorter than 3 bytes occur on nearly every line: the automaton would
@@ -549,12 +560,18 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
         if let Some(lits) = &r.literals {
             for l in lits {
                 if l.get_ref().is_empty() || l.get_ref().contains('\n') {
-                    err(l.span().start, "literals must be non-empty single-line strings".into());
+                    err(
+                        l.span().start,
+                        "literals must be non-empty single-line strings".into(),
+                    );
                 }
             }
         }
         let all = captured_by_all.unwrap_or_default();
-        let key_span = r.key.as_ref().map_or(loc_offset(&sd_span), |k| k.span().start);
+        let key_span = r
+            .key
+            .as_ref()
+            .map_or(loc_offset(&sd_span), |k| k.span().start);
         let key: Vec<String> = r.key.map(Spanned::into_inner).unwrap_or_default();
         for k in &key {
             if !all.contains(k) {
@@ -584,19 +601,31 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
             if !all.contains(dist.get_ref()) {
                 err(
                     dist.span().start,
-                    format!("distinct field {:?} is not captured by every pattern", dist.get_ref()),
+                    format!(
+                        "distinct field {:?} is not captured by every pattern",
+                        dist.get_ref()
+                    ),
                 );
             }
         }
         if let Some(a) = &r.after {
             if r.threshold.is_some() {
-                err(a.span().start, "`after` and `threshold` cannot be combined".into());
+                err(
+                    a.span().start,
+                    "`after` and `threshold` cannot be combined".into(),
+                );
             }
             if a.get_ref().count == 0 || a.get_ref().detectors.is_empty() {
-                err(a.span().start, "`after` needs detectors and a count of at least 1".into());
+                err(
+                    a.span().start,
+                    "`after` needs detectors and a count of at least 1".into(),
+                );
             }
             if key.is_empty() {
-                err(a.span().start, "`after` needs a `key` to relate the hits".into());
+                err(
+                    a.span().start,
+                    "`after` needs a `key` to relate the hits".into(),
+                );
             }
         }
         out.push(Detector {
@@ -782,7 +811,10 @@ pub fn run_examples(
                 });
                 continue;
             };
-            let got: HashMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let got: HashMap<&str, &str> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let mut diff = String::new();
             for (k, want) in &ex.fields {
                 match got.get(k.as_str()) {
@@ -831,8 +863,14 @@ mod tests {
     #[test]
     fn literal_derivation_picks_required_distinctive_strings() {
         let cases: &[(&str, &[&str])] = &[
-            (r"Failed password for (?P<u>.*) from (?P<a>\S+) port \d+$", &["failed password for "]),
-            (r"\bsshd\[\d+\]: Invalid user (?P<u>.*) from (?P<a>\S+)", &[" from ", "]: invalid user "]),
+            (
+                r"Failed password for (?P<u>.*) from (?P<a>\S+) port \d+$",
+                &["failed password for "],
+            ),
+            (
+                r"\bsshd\[\d+\]: Invalid user (?P<u>.*) from (?P<a>\S+)",
+                &[" from ", "]: invalid user "],
+            ),
             (r"(?:foo|barbaz) end", &["barbaz end", "foo end"]),
             (r"(?i)union\s+select", &["select"]),
             (r"(?:\.\./|%2e%2e%2f)", &["%2e%2e%2f", "../"]),
@@ -885,19 +923,54 @@ threshold = { count = 3, window = "10m" }
     #[test]
     fn errors_name_file_line_column_and_expectation() {
         let cases: &[(&str, &str, &str)] = &[
-            ("severity = \"medium\"", "severity = \"urgent\"", "d.toml:6:12: unknown variant `urgent`"),
-            ("Failed login from", "Failed (login from", "d.toml:7:13: detector \"t.one\": invalid regex"),
-            ("window = \"10m\"", "window = \"ten\"", "d.toml:9:35: invalid duration \"ten\""),
-            ("key = [\"source.address\"]", "key = [\"user.name\"]", "d.toml:8:7: detector \"t.one\": key field \"user.name\" is not captured"),
-            ("title = \"x from {source.address}\"", "title = \"x {nope}\"", "d.toml:4:9: detector \"t.one\": title placeholder {nope}"),
-            ("id = \"t.one\"", "id = \"Bad Id\"", "d.toml:3:6: detector \"Bad Id\": invalid id"),
-            ("severity = \"medium\"", "severity = \"medium\"\ncolour = 1", "d.toml:7:1: unknown field `colour`"),
-            ("(?P<source.address>", "(?P<src>", "capture group \"src\" is not a known field"),
+            (
+                "severity = \"medium\"",
+                "severity = \"urgent\"",
+                "d.toml:6:12: unknown variant `urgent`",
+            ),
+            (
+                "Failed login from",
+                "Failed (login from",
+                "d.toml:7:13: detector \"t.one\": invalid regex",
+            ),
+            (
+                "window = \"10m\"",
+                "window = \"ten\"",
+                "d.toml:9:35: invalid duration \"ten\"",
+            ),
+            (
+                "key = [\"source.address\"]",
+                "key = [\"user.name\"]",
+                "d.toml:8:7: detector \"t.one\": key field \"user.name\" is not captured",
+            ),
+            (
+                "title = \"x from {source.address}\"",
+                "title = \"x {nope}\"",
+                "d.toml:4:9: detector \"t.one\": title placeholder {nope}",
+            ),
+            (
+                "id = \"t.one\"",
+                "id = \"Bad Id\"",
+                "d.toml:3:6: detector \"Bad Id\": invalid id",
+            ),
+            (
+                "severity = \"medium\"",
+                "severity = \"medium\"\ncolour = 1",
+                "d.toml:7:1: unknown field `colour`",
+            ),
+            (
+                "(?P<source.address>",
+                "(?P<src>",
+                "capture group \"src\" is not a known field",
+            ),
         ];
         for (from, to, want) in cases {
             let text = GOOD.replacen(from, to, 1);
             let got = parse_err(&text);
-            assert!(got.contains(want), "replacing {from:?}:\n got: {got}\nwant: {want}");
+            assert!(
+                got.contains(want),
+                "replacing {from:?}:\n got: {got}\nwant: {want}"
+            );
         }
     }
 
@@ -913,7 +986,11 @@ threshold = { count = 3, window = "10m" }
         let base = dir.path().join("a.toml");
         std::fs::write(&base, GOOD).unwrap();
         let over = dir.path().join("b.toml");
-        std::fs::write(&over, GOOD.replace("severity = \"medium\"", "severity = \"high\"")).unwrap();
+        std::fs::write(
+            &over,
+            GOOD.replace("severity = \"medium\"", "severity = \"high\""),
+        )
+        .unwrap();
         let set = DetectorSet::from_paths(&[base.clone()]).unwrap();
         assert_eq!(set.detectors[0].severity, Severity::Medium);
         let set = set.extend_from_paths(&[over]).unwrap();

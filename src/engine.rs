@@ -170,7 +170,10 @@ impl Engine {
             let mut fields = m.fields();
             if let Some(host) = parsed.and_then(|t| t.host) {
                 if !fields.iter().any(|(k, _)| k == "host.name") {
-                    fields.push(("host.name".into(), String::from_utf8_lossy(host).into_owned()));
+                    fields.push((
+                        "host.name".into(),
+                        String::from_utf8_lossy(host).into_owned(),
+                    ));
                 }
             }
             hits.push(Hit {
@@ -216,8 +219,11 @@ impl Engine {
         let det = &self.detectors.detectors[di];
         for &si in &self.followers[di] {
             let seq = &self.detectors.detectors[si];
-            let key: Option<Vec<String>> =
-                seq.key.iter().map(|k| hit.get(k).map(String::from)).collect();
+            let key: Option<Vec<String>> = seq
+                .key
+                .iter()
+                .map(|k| hit.get(k).map(String::from))
+                .collect();
             if let Some(key) = key {
                 self.correlator.note_prior(si, seq, &key, at);
             }

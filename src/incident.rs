@@ -170,13 +170,34 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_and_separate_fields() {
-        let k = |a: &str, b: &str| vec![("a".to_string(), a.to_string()), ("b".to_string(), b.to_string())];
-        assert_eq!(fingerprint("d.x", &k("1", "2")), fingerprint("d.x", &k("1", "2")));
-        assert_ne!(fingerprint("d.x", &k("1", "2")), fingerprint("d.y", &k("1", "2")));
+        let k = |a: &str, b: &str| {
+            vec![
+                ("a".to_string(), a.to_string()),
+                ("b".to_string(), b.to_string()),
+            ]
+        };
+        assert_eq!(
+            fingerprint("d.x", &k("1", "2")),
+            fingerprint("d.x", &k("1", "2"))
+        );
+        assert_ne!(
+            fingerprint("d.x", &k("1", "2")),
+            fingerprint("d.y", &k("1", "2"))
+        );
         // Field boundaries matter: ("1=", "2") is not ("1", "=2").
-        assert_ne!(fingerprint("d.x", &k("12", "")), fingerprint("d.x", &k("1", "2")));
+        assert_ne!(
+            fingerprint("d.x", &k("12", "")),
+            fingerprint("d.x", &k("1", "2"))
+        );
         // Pinned: a fingerprint must never change between versions (tickets are keyed on it).
-        assert_eq!(fingerprint("ssh.password-failure", &[("source.address".into(), "203.0.113.9".into())]).len(), 32);
+        assert_eq!(
+            fingerprint(
+                "ssh.password-failure",
+                &[("source.address".into(), "203.0.113.9".into())]
+            )
+            .len(),
+            32
+        );
     }
 
     #[test]
@@ -185,7 +206,10 @@ mod tests {
         for i in 0..7 {
             e.push(format!("l{i}"));
         }
-        assert_eq!(e.lines(), ["l0", "l1", "[... 3 more lines ...]", "l5", "l6"]);
+        assert_eq!(
+            e.lines(),
+            ["l0", "l1", "[... 3 more lines ...]", "l5", "l6"]
+        );
         assert_eq!(e.omitted, 3);
     }
 
@@ -193,7 +217,10 @@ mod tests {
     fn titles_render_fields() {
         let mut f = BTreeMap::new();
         f.insert("source.address".to_string(), "1.2.3.4".to_string());
-        assert_eq!(render_title("from {source.address} as {user.name}", &f), "from 1.2.3.4 as ?");
+        assert_eq!(
+            render_title("from {source.address} as {user.name}", &f),
+            "from 1.2.3.4 as ?"
+        );
         assert_eq!(render_title("broken {x", &f), "broken {x");
     }
 

@@ -34,7 +34,9 @@ impl fmt::Display for Priority {
 }
 
 /// How much an asset matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Criticality {
     /// Lab machines, throwaway hosts.
@@ -181,7 +183,8 @@ impl Policy {
         self.assets
             .iter()
             .filter(|a| {
-                host.is_some_and(|h| a.hosts.is_match(h)) || file.is_some_and(|f| a.files.is_match(f))
+                host.is_some_and(|h| a.hosts.is_match(h))
+                    || file.is_some_and(|f| a.files.is_match(f))
             })
             .map(|a| a.criticality)
             .max()

@@ -155,7 +155,10 @@ mod tests {
         let mut out = Vec::new();
         while let Some(b) = lr.next_block().unwrap() {
             let b = b.strip_suffix(b"\n").unwrap_or(b);
-            out.extend(b.split(|&c| c == b'\n').map(|l| String::from_utf8_lossy(l).into_owned()));
+            out.extend(
+                b.split(|&c| c == b'\n')
+                    .map(|l| String::from_utf8_lossy(l).into_owned()),
+            );
         }
         (out, lr.truncated)
     }
@@ -178,7 +181,11 @@ mod tests {
             input.extend(std::iter::repeat_n(b'y', 10));
             input.extend_from_slice(b"\nok3");
             let (got, t) = lines(&input, 8, chunk);
-            assert_eq!(got, ["ok1", "xxxxxxxx", "ok2", "yyyyyyyy", "ok3"], "chunk {chunk}");
+            assert_eq!(
+                got,
+                ["ok1", "xxxxxxxx", "ok2", "yyyyyyyy", "ok3"],
+                "chunk {chunk}"
+            );
             assert_eq!(t, 2);
         }
     }

@@ -203,7 +203,9 @@ impl TimeParser {
             naive.and_utc().timestamp_millis()
         } else if let Some((off, n)) = parse_offset(rest) {
             rest = &rest[n..];
-            off.from_local_datetime(&naive).earliest()?.timestamp_millis()
+            off.from_local_datetime(&naive)
+                .earliest()?
+                .timestamp_millis()
         } else if rest.starts_with(b" UTC") || rest.starts_with(b" GMT") {
             rest = &rest[4..];
             naive.and_utc().timestamp_millis()
@@ -246,7 +248,11 @@ fn clf(s: &[u8]) -> Option<Millis> {
     let naive = NaiveDate::from_ymd_opt(y, month, d)?.and_hms_milli_opt(h, mi, se, ms)?;
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     match parse_offset(rest) {
-        Some((off, _)) => Some(off.from_local_datetime(&naive).earliest()?.timestamp_millis()),
+        Some((off, _)) => Some(
+            off.from_local_datetime(&naive)
+                .earliest()?
+                .timestamp_millis(),
+        ),
         None if rest.first() == Some(&b']') => Some(naive.and_utc().timestamp_millis()),
         None => None,
     }
@@ -374,7 +380,8 @@ mod tests {
         );
         if expected.is_some() {
             assert_eq!(
-                got.and_then(|t| t.host).map(|h| std::str::from_utf8(h).unwrap()),
+                got.and_then(|t| t.host)
+                    .map(|h| std::str::from_utf8(h).unwrap()),
                 host,
                 "host of {line:?}"
             );
@@ -384,20 +391,72 @@ mod tests {
     #[test]
     fn recognises_the_timestamp_shapes_we_read() {
         let cases: &[(&str, Option<&str>, Option<&str>)] = &[
-            ("Mar  1 10:00:00 web1 sshd[42]: Failed password", Some("2026-03-01T10:00:00Z"), Some("web1")),
-            ("Mar 11 10:00:00 web1 sshd: x", Some("2026-03-11T10:00:00Z"), Some("web1")),
-            ("<34>Mar  1 10:00:00 web1 su: x", Some("2026-03-01T10:00:00Z"), Some("web1")),
+            (
+                "Mar  1 10:00:00 web1 sshd[42]: Failed password",
+                Some("2026-03-01T10:00:00Z"),
+                Some("web1"),
+            ),
+            (
+                "Mar 11 10:00:00 web1 sshd: x",
+                Some("2026-03-11T10:00:00Z"),
+                Some("web1"),
+            ),
+            (
+                "<34>Mar  1 10:00:00 web1 su: x",
+                Some("2026-03-01T10:00:00Z"),
+                Some("web1"),
+            ),
             // December seen with a March reference is last year's December.
-            ("Dec 31 23:59:59 web1 sshd[1]: x", Some("2025-12-31T23:59:59Z"), Some("web1")),
-            ("2026-03-01T10:00:00.123456+01:00 db1 postgres[7]: x", Some("2026-03-01T09:00:00.123Z"), Some("db1")),
-            ("<13>1 2026-03-01T10:00:00Z host app 1 - - msg", Some("2026-03-01T10:00:00Z"), None),
-            ("2026-03-01 10:00:00.123 UTC [1234] bob@db FATAL:  x", Some("2026-03-01T10:00:00.123Z"), None),
-            ("2026-03-01T10:00:00.123456Z 8 [Note] [MY-010926] Access denied", Some("2026-03-01T10:00:00.123Z"), None),
-            ("2026/03/01 10:00:00 [error] 12#12: *5 user \"bob\"", Some("2026-03-01T10:00:00Z"), None),
-            ("203.0.113.9 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.1\" 200 1", Some("2000-10-10T20:55:36Z"), None),
-            ("[Sun Mar 01 10:00:00.123456 2026] [auth_basic:error] [pid 1]", Some("2026-03-01T10:00:00.123Z"), None),
-            ("1700000000.123    0 203.0.113.9 TCP_DENIED/403", Some("2023-11-14T22:13:20.123Z"), None),
-            ("{\"t\":{\"$date\":\"2026-03-01T10:00:00.123+00:00\"},\"s\":\"I\"}", Some("2026-03-01T10:00:00.123Z"), None),
+            (
+                "Dec 31 23:59:59 web1 sshd[1]: x",
+                Some("2025-12-31T23:59:59Z"),
+                Some("web1"),
+            ),
+            (
+                "2026-03-01T10:00:00.123456+01:00 db1 postgres[7]: x",
+                Some("2026-03-01T09:00:00.123Z"),
+                Some("db1"),
+            ),
+            (
+                "<13>1 2026-03-01T10:00:00Z host app 1 - - msg",
+                Some("2026-03-01T10:00:00Z"),
+                None,
+            ),
+            (
+                "2026-03-01 10:00:00.123 UTC [1234] bob@db FATAL:  x",
+                Some("2026-03-01T10:00:00.123Z"),
+                None,
+            ),
+            (
+                "2026-03-01T10:00:00.123456Z 8 [Note] [MY-010926] Access denied",
+                Some("2026-03-01T10:00:00.123Z"),
+                None,
+            ),
+            (
+                "2026/03/01 10:00:00 [error] 12#12: *5 user \"bob\"",
+                Some("2026-03-01T10:00:00Z"),
+                None,
+            ),
+            (
+                "203.0.113.9 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.1\" 200 1",
+                Some("2000-10-10T20:55:36Z"),
+                None,
+            ),
+            (
+                "[Sun Mar 01 10:00:00.123456 2026] [auth_basic:error] [pid 1]",
+                Some("2026-03-01T10:00:00.123Z"),
+                None,
+            ),
+            (
+                "1700000000.123    0 203.0.113.9 TCP_DENIED/403",
+                Some("2023-11-14T22:13:20.123Z"),
+                None,
+            ),
+            (
+                "{\"t\":{\"$date\":\"2026-03-01T10:00:00.123+00:00\"},\"s\":\"I\"}",
+                Some("2026-03-01T10:00:00.123Z"),
+                None,
+            ),
             ("no timestamp here at all", None, None),
             ("Foo  1 10:00:00 not a month", None, None),
             ("Mar 99 10:00:00 bad day", None, None),
@@ -412,8 +471,14 @@ mod tests {
     #[test]
     fn zones_parse() {
         assert_eq!(Zone::parse("local"), Some(Zone::Local));
-        assert_eq!(Zone::parse("+02:00"), FixedOffset::east_opt(7200).map(Zone::Fixed));
-        assert_eq!(Zone::parse("-0500"), FixedOffset::east_opt(-18000).map(Zone::Fixed));
+        assert_eq!(
+            Zone::parse("+02:00"),
+            FixedOffset::east_opt(7200).map(Zone::Fixed)
+        );
+        assert_eq!(
+            Zone::parse("-0500"),
+            FixedOffset::east_opt(-18000).map(Zone::Fixed)
+        );
         assert_eq!(Zone::parse("Mars/Olympus"), None);
     }
 
