@@ -6,7 +6,8 @@
 //!    pattern runs over a whole block of lines at once. Lines without a literal hit are never
 //!    looked at individually: no per-line work, no allocation.
 //! 2. For a line with literal hits, the candidate patterns are confirmed with `regex::bytes`
-//!    (`is_match` first, captures only for confirmed hits, into reused capture slots).
+//!    (`captures_read`, which runs the lazy DFA first and resolves groups only for confirmed
+//!    hits, into reused capture slots).
 //!
 //! Patterns without a usable literal run on every line (the matcher then walks lines one by
 //! one); `sentinela check` warns about them. Input is bytes: invalid UTF-8 is matched like any
@@ -244,9 +245,13 @@ impl Matcher {
         let mut last_detector = usize::MAX;
         for &pi in cands.iter() {
             let p = &self.patterns[pi as usize];
-            if p.detector == last_detector || !p.regex.is_match(line) {
+            if p.detector == last_detector {
                 continue;
             }
+            // `captures_read` confirms with the lazy DFA first and resolves capture groups
+            // only when that finds a match, so a candidate that does not match costs one DFA
+            // pass, as `is_match` would; a separate `is_match` made hits pay twice (measured:
+            // 105 -> 150 MB/s on an auth log with 25% `Accepted` lines).
             let locs = &mut scratch.locs[pi as usize];
             if p.regex.captures_read(locs, line).is_none() {
                 continue;

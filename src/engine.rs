@@ -104,7 +104,9 @@ pub struct Engine {
     limits: EngineSection,
     /// Incidents in the order they opened.
     pub incidents: Vec<Incident>,
-    by_fingerprint: HashMap<String, usize>,
+    /// Open incidents by (detector, key values): the fingerprint (a hash) is computed only
+    /// when an incident opens, not for every hit.
+    by_key: HashMap<(usize, Vec<String>), usize>,
     /// Counters.
     pub stats: Stats,
 }
@@ -133,7 +135,7 @@ impl Engine {
             followers,
             limits,
             incidents: Vec::new(),
-            by_fingerprint: HashMap::new(),
+            by_key: HashMap::new(),
             stats: Stats {
                 hits: vec![0; n],
                 suppressed: vec![0; n],
@@ -233,22 +235,17 @@ impl Engine {
             .iter()
             .map(|k| hit.get(k).unwrap_or_default().to_string())
             .collect();
-        let key_pairs: Vec<(String, String)> = det
-            .key
-            .iter()
-            .cloned()
-            .zip(key_values.iter().cloned())
-            .collect();
-        let fp = fingerprint(&det.id, &key_pairs);
-        if let Some(&i) = self.by_fingerprint.get(&fp) {
+        let lookup = (di, key_values);
+        if let Some(&i) = self.by_key.get(&lookup) {
             self.incidents[i].recur(at, hit.line.clone());
             return Some(Change::Recurred(i));
         }
+        let key_values = &lookup.1;
         let verdict = self.correlator.observe(
             det,
             &Observation {
                 detector: di,
-                key: &key_values,
+                key: key_values,
                 time: at,
                 distinct: det.distinct.as_deref().and_then(|f| hit.get(f)),
                 line: &hit.line,
@@ -270,8 +267,14 @@ impl Engine {
         for l in lines {
             evidence.push(l);
         }
+        let key_pairs: Vec<(String, String)> = det
+            .key
+            .iter()
+            .cloned()
+            .zip(key_values.iter().cloned())
+            .collect();
         let incident = Incident {
-            fingerprint: fp.clone(),
+            fingerprint: fingerprint(&det.id, &key_pairs),
             detector: det.id.clone(),
             title: render_title(&det.title, &fields),
             category: det.category,
@@ -288,7 +291,7 @@ impl Engine {
         };
         self.stats.opened[di] += 1;
         self.incidents.push(incident);
-        self.by_fingerprint.insert(fp, self.incidents.len() - 1);
+        self.by_key.insert(lookup, self.incidents.len() - 1);
         Some(Change::Opened(self.incidents.len() - 1))
     }
 }

@@ -25,7 +25,13 @@ pub fn fingerprint(detector: &str, key: &[(String, String)]) -> String {
         h.update(v.as_bytes());
     }
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// The first and last lines of an incident, bounded.
