@@ -563,4 +563,6 @@ fn shipped_detector_examples_all_pass() {
     let o = run(&["test"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains(" 0 failed"));
+    // Every shipped detector carries positive and negative examples.
+    assert!(!stdout(&o).contains("lacks examples"), "{}", stdout(&o));
 }
