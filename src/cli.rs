@@ -17,8 +17,8 @@ use sentinela::detect::Matcher;
 use sentinela::detector::{run_examples, DetectorSet};
 use sentinela::engine::{Engine, Hit, Input};
 use sentinela::incident::Incident;
-use sentinela::scan::{file_reference, run_reader};
-use sentinela::timestamp::{format_rfc3339, now_millis};
+use sentinela::scan::{file_reference, run_reader, ReadOptions};
+use sentinela::timestamp::{format_rfc3339, now_millis, TimeParser, Zone};
 
 /// Exit codes, documented in `--help` and the README.
 mod exit {
@@ -230,7 +230,7 @@ fn sources<'a>(files: &'a [PathBuf], sample: bool) -> Vec<Source<'a>> {
 fn feed(
     engine: &mut Engine,
     cfg: &Config,
-    built_zone: sentinela::timestamp::Zone,
+    zone: Zone,
     srcs: &[Source<'_>],
     correlate: bool,
     mut on_hit: impl FnMut(&Engine, &Input, &Hit),
@@ -258,6 +258,11 @@ fn feed(
             b.inc(n)
         }
     };
+    let opts = ReadOptions {
+        max_line,
+        correlate,
+    };
+    let input = |name: &str, reference| Input::new(name, TimeParser::new(zone, reference));
     for src in srcs {
         let res = match src {
             Source::File(p) => {
@@ -271,43 +276,20 @@ fn feed(
                     ));
                 }
                 let name = p.display().to_string();
-                run_reader(
-                    engine,
-                    f,
-                    &name,
-                    built_zone,
-                    file_reference(p),
-                    max_line,
-                    correlate,
-                    &mut on_hit,
-                    progress,
-                )
-                .with_context(|| format!("cannot read {}", p.display()))
+                let inp = input(&name, file_reference(p));
+                run_reader(engine, f, inp, opts, &mut on_hit, progress)
+                    .with_context(|| format!("cannot read {}", p.display()))
             }
-            Source::Stdin => run_reader(
-                engine,
-                io::stdin().lock(),
-                "-",
-                built_zone,
-                now_millis(),
-                max_line,
-                correlate,
-                &mut on_hit,
-                progress,
-            )
-            .context("cannot read standard input"),
-            Source::Sample(name, text) => run_reader(
-                engine,
-                text.as_bytes(),
-                name,
-                built_zone,
-                now_millis(),
-                max_line,
-                correlate,
-                &mut on_hit,
-                progress,
-            )
-            .context("sample"),
+            Source::Stdin => {
+                let inp = input("-", now_millis());
+                run_reader(engine, io::stdin().lock(), inp, opts, &mut on_hit, progress)
+                    .context("cannot read standard input")
+            }
+            Source::Sample(name, text) => {
+                let inp = input(name, now_millis());
+                run_reader(engine, text.as_bytes(), inp, opts, &mut on_hit, progress)
+                    .context("sample")
+            }
         };
         res.map_err(|e| fail(exit::INPUT, e))?;
     }

@@ -282,7 +282,8 @@ key = ["source.address"]
     #[test]
     fn threshold_counts_hits_per_key_within_a_sliding_window() {
         let d = detector("threshold = { count = 3, window = \"10m\" }");
-        let cases: &[(&[(&str, i64, &str)], &[usize])] = &[
+        type Hits<'a> = &'a [(&'a str, i64, &'a str)];
+        let cases: &[(Hits, &[usize])] = &[
             (&[("a", 0, ""), ("a", 1, ""), ("a", 2, "")], &[2]),
             // Another key does not help.
             (&[("a", 0, ""), ("b", 1, ""), ("a", 2, "")], &[]),

@@ -16,7 +16,10 @@
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::{CaptureLocations, Regex};
 
+use chrono::FixedOffset;
+
 use crate::detector::DetectorSet;
+use crate::timestamp::{TimeParser, Zone};
 
 /// One pattern ready to run.
 #[derive(Debug, Clone)]
@@ -75,6 +78,21 @@ impl LineMatch<'_> {
                 ))
             })
             .collect()
+    }
+
+    /// [`fields`](Self::fields) plus `host.name` from the line's syslog header when no
+    /// pattern group captured it: what the engine records for a hit.
+    pub fn fields_with_host(&self, host: Option<&[u8]>) -> Vec<(String, String)> {
+        let mut fields = self.fields();
+        if let Some(host) = host {
+            if !fields.iter().any(|(k, _)| k == "host.name") {
+                fields.push((
+                    "host.name".into(),
+                    String::from_utf8_lossy(host).into_owned(),
+                ));
+            }
+        }
+        fields
     }
 }
 
@@ -268,7 +286,8 @@ impl Matcher {
         cands.clear();
     }
 
-    /// Matches a single line; returns (detector index, fields) per matching detector.
+    /// Matches a single line; returns (detector index, fields) per matching detector, the
+    /// fields as the engine records them (with `host.name` from a syslog header).
     /// Convenience for tests and detector examples; allocates.
     pub fn match_line(
         &self,
@@ -276,8 +295,12 @@ impl Matcher {
         scratch: &mut Scratch,
     ) -> Vec<(usize, Vec<(String, String)>)> {
         let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let header = TimeParser::new(Zone::Fixed(FixedOffset::east_opt(0).expect("UTC")), 0);
         let mut out = Vec::new();
-        self.scan_block(line, scratch, |m| out.push((m.detector, m.fields())));
+        self.scan_block(line, scratch, |m| {
+            let host = header.parse(m.line).and_then(|t| t.host);
+            out.push((m.detector, m.fields_with_host(host)))
+        });
         out
     }
 }

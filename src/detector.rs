@@ -582,7 +582,8 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
             }
         }
         for ph in placeholders(r.title.get_ref()) {
-            if !captured_by_any.contains(ph) {
+            // `host.name` also comes from the syslog header, so it is always allowed.
+            if ph != "host.name" && !captured_by_any.contains(ph) {
                 err(
                     r.title.span().start,
                     format!("title placeholder {{{ph}}} is not captured by any pattern"),
@@ -991,7 +992,7 @@ threshold = { count = 3, window = "10m" }
             GOOD.replace("severity = \"medium\"", "severity = \"high\""),
         )
         .unwrap();
-        let set = DetectorSet::from_paths(&[base.clone()]).unwrap();
+        let set = DetectorSet::from_paths(std::slice::from_ref(&base)).unwrap();
         assert_eq!(set.detectors[0].severity, Severity::Medium);
         let set = set.extend_from_paths(&[over]).unwrap();
         assert_eq!(set.detectors.len(), 1);

@@ -15,6 +15,8 @@ use crate::incident::{evidence_line, fingerprint, render_title, Evidence, Incide
 use crate::policy::Policy;
 use crate::timestamp::{Millis, TimeParser};
 
+static NEXT_INPUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Where lines come from, and the per-input state that travels with them.
 #[derive(Debug, Clone)]
 pub struct Input {
@@ -26,6 +28,8 @@ pub struct Input {
     pub last_time: Option<Millis>,
     /// Lines completed before the next block (so line numbers are 1-based and global).
     pub lines: u64,
+    /// Unique per input in this process: tells lines of different inputs apart.
+    pub id: u64,
 }
 
 impl Input {
@@ -36,6 +40,7 @@ impl Input {
             time,
             last_time: None,
             lines: 0,
+            id: NEXT_INPUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct Engine {
     correlator: Correlator,
     /// For each detector, the sequence detectors that list it in `after`.
     followers: Vec<Vec<usize>>,
+    /// Per sequence detector, the line (input id, line number) that last counted as a prior.
+    last_prior: Vec<Option<(u64, u64)>>,
     limits: EngineSection,
     /// Incidents in the order they opened.
     pub incidents: Vec<Incident>,
@@ -133,6 +140,7 @@ impl Engine {
             detectors: built.detectors,
             policy: built.policy,
             followers,
+            last_prior: vec![None; n],
             limits,
             incidents: Vec::new(),
             by_key: HashMap::new(),
@@ -169,15 +177,7 @@ impl Engine {
             line_no += memchr::memchr_iter(b'\n', &block[counted..m.start]).count() as u64;
             counted = m.start;
             let parsed = time.parse(m.line);
-            let mut fields = m.fields();
-            if let Some(host) = parsed.and_then(|t| t.host) {
-                if !fields.iter().any(|(k, _)| k == "host.name") {
-                    fields.push((
-                        "host.name".into(),
-                        String::from_utf8_lossy(host).into_owned(),
-                    ));
-                }
-            }
+            let fields = m.fields_with_host(parsed.and_then(|t| t.host));
             hits.push(Hit {
                 detector: m.detector,
                 line_no: line_no + 1,
@@ -203,7 +203,7 @@ impl Engine {
             }
             if correlate {
                 let at = hit.time.or(input.last_time).unwrap_or(input.time.reference);
-                if let Some(c) = self.observe(hit, at, &input.name) {
+                if let Some(c) = self.observe(hit, at, input) {
                     changes.push(c);
                 }
             }
@@ -212,7 +212,8 @@ impl Engine {
     }
 
     /// Policy, correlation and the incident record for one hit at event time `at`.
-    fn observe(&mut self, hit: &Hit, at: Millis, source: &str) -> Option<Change> {
+    fn observe(&mut self, hit: &Hit, at: Millis, input: &Input) -> Option<Change> {
+        let source = input.name.as_str();
         let di = hit.detector;
         if self.policy.allowlisted(di, |k| hit.get(k)) {
             self.stats.suppressed[di] += 1;
@@ -220,6 +221,13 @@ impl Engine {
         }
         let det = &self.detectors.detectors[di];
         for &si in &self.followers[di] {
+            // One line that hits two prerequisites (a failed root password is both a
+            // password failure and a root attempt) is one prior, not two.
+            let this_line = Some((input.id, hit.line_no));
+            if self.last_prior[si] == this_line {
+                continue;
+            }
+            self.last_prior[si] = this_line;
             let seq = &self.detectors.detectors[si];
             let key: Option<Vec<String>> = seq
                 .key

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::engine::{Engine, Input};
-use crate::timestamp::{now_millis, Millis, TimeParser, Zone};
+use crate::timestamp::{now_millis, Millis};
 
 /// Splits a reader into blocks of whole lines, each line at most `max_line` bytes.
 #[derive(Debug)]
@@ -109,25 +109,30 @@ pub fn file_reference(path: &Path) -> Millis {
         .map_or_else(now_millis, |d| d.as_millis() as Millis)
 }
 
-/// Runs `engine` over everything `reader` yields, as input `name`. `progress` is called with
-/// the bytes of each block (for a progress bar).
+/// How [`run_reader`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Lines are cut at this many bytes.
+    pub max_line: usize,
+    /// Run policy and correlation (`scan`), or only report hits (`match`).
+    pub correlate: bool,
+}
+
+/// Runs `engine` over everything `reader` yields as `input`. `progress` is called with the
+/// bytes of each block (for a progress bar).
 pub fn run_reader<R: Read>(
     engine: &mut Engine,
     reader: R,
-    name: &str,
-    zone: Zone,
-    reference: Millis,
-    max_line: usize,
-    correlate: bool,
+    mut input: Input,
+    opts: ReadOptions,
     mut on_hit: impl FnMut(&Engine, &Input, &crate::engine::Hit),
     mut progress: impl FnMut(u64),
 ) -> io::Result<()> {
-    let mut lr = LineReader::new(reader, max_line);
-    let mut input = Input::new(name, TimeParser::new(zone, reference));
+    let mut lr = LineReader::new(reader, opts.max_line);
     let mut truncated = 0;
     while let Some(block) = lr.next_block()? {
         let len = block.len() as u64;
-        engine.process_block(block, &mut input, correlate, &mut on_hit);
+        engine.process_block(block, &mut input, opts.correlate, &mut on_hit);
         progress(len);
         engine.stats.truncated_lines += lr.truncated - truncated;
         truncated = lr.truncated;

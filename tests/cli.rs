@@ -566,3 +566,40 @@ fn shipped_detector_examples_all_pass() {
     // Every shipped detector carries positive and negative examples.
     assert!(!stdout(&o).contains("lacks examples"), "{}", stdout(&o));
 }
+
+#[test]
+fn a_line_hitting_two_prerequisites_counts_once_for_a_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let dets = BRUTE.replace(
+        "after = { detectors = [\"t.brute\"], count = 3, window = \"10m\" }",
+        "after = { detectors = [\"t.brute\", \"t.root\"], count = 4, window = \"10m\" }",
+    );
+    let cfg = own_config(dir.path(), &dets, "");
+    let success = |addr: &str| {
+        format!("Mar  1 10:00:30 web1 sshd[43]: Accepted password for root from {addr} port 4001 ssh2\n")
+    };
+    // Three failed root passwords are three priors (not six): no incident.
+    let mut log: String = (0..3)
+        .map(|s| fail_line(0, s, "root", "203.0.113.5"))
+        .collect();
+    log.push_str(&success("203.0.113.5"));
+    // Four are enough.
+    log.push_str(
+        &(0..4)
+            .map(|s| fail_line(0, s, "root", "203.0.113.6"))
+            .collect::<String>(),
+    );
+    log.push_str(&success("203.0.113.6"));
+    let log = write(dir.path(), "auth.log", log);
+    let doc = scan_json(&[
+        "scan",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        log.to_str().unwrap(),
+    ]);
+    let seq = incidents_of(&doc, "t.success-after");
+    assert_eq!(seq.len(), 1, "{doc}");
+    assert_eq!(seq[0]["fields"]["source.address"], "203.0.113.6");
+}

@@ -23,12 +23,14 @@
 //! THRESHOLDS: the truth must not depend on the exact thresholds of the shipped detector pack.
 //! Every injected attack is far above them: >= 10 hits within 5 minutes for the "N in 10m"
 //! detectors with N = 3..5; >= 24 within 5 minutes for dovecot (shipped: 10 in 10m); >= 22
-//! distinct user names within 5 minutes for ssh.invalid-user (5 distinct in 10m), whose probes
-//! also log >= 44 pre-auth disconnects (ssh.preauth-disconnect-flood: 20 in 5m); >= 40
+//! distinct user names within 5 minutes for ssh.invalid-user (5 distinct in 10m) and
+//! ssh.invalid-user-repeated (10 `Invalid user` lines in 10m), whose probes also log >= 44
+//! pre-auth disconnects (ssh.preauth-disconnect-flood: 20 in 5m); >= 40
 //! responses 401 within 4 minutes for http.auth-flood (20 in 5m). Every near miss is far below:
 //! at most 2 hits per key, each near-miss address used once (benign workstations and phones are
 //! reused round robin, days apart in large corpora). Pre-auth disconnects of the other ssh
-//! attacks stay <= 8 per attack (one per connection of 3 attempts). Attack scenarios never
+//! attacks stay <= 8 per attack (one per connection of 3 or 4 attempts), and `Invalid user`
+//! lines of password brute force <= 5. Attack scenarios never
 //! reuse an address, so each (detector, key) pair is exactly one incident.
 //!
 //! Lines counted by more than one detector, and recorded as such in the truth:
@@ -1337,8 +1339,10 @@ impl Auth {
         match s {
             BruteUsers => {
                 let a = self.attacker();
-                let n = self.g.rng.range(10, 24);
-                let (n, _) = self.ssh_failures(&a, &["admin", "test", "deploy"], n, 3);
+                // 4 attempts per connection: <= 5 `Invalid user` lines, half of the shipped
+                // ssh.invalid-user-repeated threshold (10 in 10m).
+                let n = self.g.rng.range(12, 18);
+                let (n, _) = self.ssh_failures(&a, &["admin", "test", "deploy"], n, 4);
                 self.g
                     .record(AUTH, "ssh.password-failure", "source.address", &a, n);
             }
@@ -1377,6 +1381,8 @@ impl Auth {
                 let n = self.enumeration(&a, n, "");
                 self.g
                     .record(AUTH, "ssh.invalid-user", "source.address", &a, n);
+                self.g
+                    .record(AUTH, "ssh.invalid-user-repeated", "source.address", &a, n);
                 self.g.record(
                     AUTH,
                     "ssh.preauth-disconnect-flood",
@@ -1388,12 +1394,14 @@ impl Auth {
             Forged => {
                 let a = self.attacker();
                 let tail = format!(" from {FORGED} port 22");
-                let n = self.g.rng.range(10, 16) as usize;
+                let n = self.g.rng.range(20, 26) as usize;
                 let n = self.enumeration(&a, n, &tail);
                 self.g
                     .record(AUTH, "ssh.password-failure", "source.address", &a, n);
                 self.g
                     .record(AUTH, "ssh.invalid-user", "source.address", &a, n);
+                self.g
+                    .record(AUTH, "ssh.invalid-user-repeated", "source.address", &a, n);
             }
             Sasl => {
                 let a = self.attacker();
