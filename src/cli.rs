@@ -105,6 +105,9 @@ enum Command {
         /// Print every pattern (one regex per line) instead of the table.
         #[arg(long)]
         patterns: bool,
+        /// Print each pattern's prefilter literals (detector id, tab, literals).
+        #[arg(long, conflicts_with = "patterns")]
+        literals: bool,
     },
 }
 
@@ -190,7 +193,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         } => cmd_scan(format, config.as_deref(), sample, &files),
         Command::Test { config, paths } => cmd_test(config.as_deref(), &paths),
         Command::Check { config } => cmd_check(config.as_deref()),
-        Command::Detectors { config, patterns } => cmd_detectors(config.as_deref(), patterns),
+        Command::Detectors {
+            config,
+            patterns,
+            literals,
+        } => cmd_detectors(config.as_deref(), patterns, literals),
     }
 }
 
@@ -600,13 +607,29 @@ fn cmd_check(config: Option<&Path>) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn cmd_detectors(config: Option<&Path>, patterns: bool) -> Result<u8, Failure> {
+fn cmd_detectors(config: Option<&Path>, patterns: bool, literals: bool) -> Result<u8, Failure> {
     let (_, built) = load(config)?;
     let mut out = BufWriter::new(io::stdout().lock());
     for d in &built.detectors.detectors {
         if patterns {
             for p in &d.patterns {
                 writeln!(out, "{}", p.source)?;
+            }
+            continue;
+        }
+        if literals {
+            for p in &d.patterns {
+                let lits: Vec<String> = p
+                    .literals
+                    .iter()
+                    .map(|l| format!("{:?}", String::from_utf8_lossy(l)))
+                    .collect();
+                let shown = if lits.is_empty() {
+                    "(none: runs on every line)".to_string()
+                } else {
+                    lits.join(" ")
+                };
+                writeln!(out, "{}\t{}", d.id, shown)?;
             }
             continue;
         }

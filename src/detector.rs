@@ -262,9 +262,11 @@ pub struct Pattern {
     pub source: String,
     /// Compiled for bytes input: log lines need not be UTF-8.
     pub regex: regex::bytes::Regex,
-    /// Prefilter literals: one of them occurs in every match (lowercased; the prefilter is
-    /// ASCII case-insensitive). Empty: the pattern runs on every line.
+    /// Prefilter literals: one of them occurs in every match. Empty: the pattern runs on
+    /// every line.
     pub literals: Vec<Vec<u8>>,
+    /// Search the literals ASCII-case-insensitively (they are stored lowercased).
+    pub case_insensitive: bool,
     /// Where the pattern is written.
     pub location: Location,
 }
@@ -523,16 +525,31 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
                 None => names,
                 Some(all) => all.intersection(&names).cloned().collect(),
             });
-            let literals = match &r.literals {
-                Some(lits) => lits
-                    .iter()
-                    .map(|l| l.get_ref().to_ascii_lowercase().into_bytes())
-                    .collect(),
+            let Literals {
+                set: mut literals,
+                case_insensitive,
+            } = match &r.literals {
+                Some(lits) => {
+                    let ci = src.contains("(?i");
+                    Literals {
+                        set: lits
+                            .iter()
+                            .map(|l| {
+                                let b = l.get_ref().as_bytes();
+                                if ci {
+                                    b.to_ascii_lowercase()
+                                } else {
+                                    b.to_vec()
+                                }
+                            })
+                            .collect(),
+                        case_insensitive: ci,
+                    }
+                }
                 None => derive_literals(src),
             };
             // Literals shorter than 3 bytes occur on nearly every line: the automaton would
             // report them constantly, so such a pattern simply runs on every line.
-            let mut literals: Vec<Vec<u8>> = literals;
             if literals.iter().any(|l| l.len() < 3) {
                 warnings.push(Diagnostic {
                     location: ploc.clone(),
@@ -554,6 +571,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
                 source: src.clone(),
                 regex,
                 literals,
+                case_insensitive,
                 location: ploc,
             });
         }
@@ -695,9 +713,20 @@ pub fn placeholders(template: &str) -> impl Iterator<Item = &str> {
         .filter_map(|s| s.split_once('}').map(|(name, _)| name))
 }
 
+/// Prefilter literals of a pattern.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Literals {
+    /// One of these occurs in every match.
+    pub set: Vec<Vec<u8>>,
+    /// The set is to be searched ASCII-case-insensitively (it was derived from a
+    /// case-insensitive pattern and is stored lowercased).
+    pub case_insensitive: bool,
+}
+
 /// Derives prefilter literals from a regex: a set of strings one of which occurs in every match,
-/// preferring the longest. Empty when none can be found (the pattern then runs on every line).
-pub fn derive_literals(pattern: &str) -> Vec<Vec<u8>> {
+/// preferring few, distinctive ones. Empty when none can be found (the pattern then runs on
+/// every line).
+pub fn derive_literals(pattern: &str) -> Literals {
     let hir = match regex_syntax::ParserBuilder::new()
         .utf8(false)
         .unicode(false)
@@ -705,11 +734,17 @@ pub fn derive_literals(pattern: &str) -> Vec<Vec<u8>> {
         .parse(pattern)
     {
         Ok(h) => h,
-        Err(_) => return Vec::new(),
+        Err(_) => return Literals::default(),
     };
+    // `(?i)` turns letters into classes such as `[Uu]`, which multiply into thousands of
+    // case variants; fold them back into lowercase letters and search case-insensitively.
+    let mut case_insensitive = false;
+    let hir = fold_case(&hir, &mut case_insensitive);
     let mut lits = required(&hir).unwrap_or_default();
-    for l in &mut lits {
-        l.make_ascii_lowercase();
+    if case_insensitive {
+        for l in &mut lits {
+            l.make_ascii_lowercase();
+        }
     }
     lits.sort();
     lits.dedup();
@@ -719,13 +754,76 @@ pub fn derive_literals(pattern: &str) -> Vec<Vec<u8>> {
         !all.iter()
             .any(|o| o.len() < l.len() && memchr::memmem::find(l, o).is_some())
     });
-    lits
+    Literals {
+        set: lits,
+        case_insensitive,
+    }
 }
 
-/// Scores a literal set: longer shortest member first, then fewer members.
-fn score(lits: &[Vec<u8>]) -> (usize, isize) {
+/// Replaces each two-member class of an ASCII letter and its other case (`[Uu]`) with the
+/// lowercase letter; sets `folded` when it did.
+fn fold_case(hir: &Hir, folded: &mut bool) -> Hir {
+    use regex_syntax::hir::{Capture, Class, Repetition};
+    match hir.kind() {
+        HirKind::Class(Class::Bytes(c)) => {
+            let r = c.ranges();
+            if r.len() == 2
+                && r[0].start() == r[0].end()
+                && r[1].start() == r[1].end()
+                && r[0].start().is_ascii_uppercase()
+                && r[1].start() == r[0].start().to_ascii_lowercase()
+            {
+                *folded = true;
+                Hir::literal([r[1].start()])
+            } else {
+                hir.clone()
+            }
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            let r = c.ranges();
+            if r.len() == 2
+                && r[0].start() == r[0].end()
+                && r[1].start() == r[1].end()
+                && r[0].start().is_ascii_uppercase()
+                && r[1].start() == r[0].start().to_ascii_lowercase()
+            {
+                *folded = true;
+                Hir::literal([r[1].start() as u8])
+            } else {
+                hir.clone()
+            }
+        }
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(|s| fold_case(s, folded)).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.iter().map(|s| fold_case(s, folded)).collect())
+        }
+        HirKind::Capture(c) => Hir::capture(Capture {
+            index: c.index,
+            name: c.name.clone(),
+            sub: Box::new(fold_case(&c.sub, folded)),
+        }),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(fold_case(&r.sub, folded)),
+        }),
+        _ => hir.clone(),
+    }
+}
+
+fn lowered(lits: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut lower: Vec<Vec<u8>> = lits.iter().map(|l| l.to_ascii_lowercase()).collect();
+    lower.sort();
+    lower.dedup();
+    lower
+}
+
+/// Scores a literal set: a shortest member of 8+ bytes is distinctive enough, then fewer
+/// members (case variants counted once) make a smaller, faster automaton, then longer.
+fn score(lits: &[Vec<u8>]) -> (usize, isize, usize) {
     let min = lits.iter().map(Vec::len).min().unwrap_or(0);
-    (min.min(24), -(lits.len() as isize))
+    (min.min(8), -(lowered(lits).len() as isize), min)
 }
 
 fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
@@ -854,44 +952,47 @@ pub fn run_examples(
 mod tests {
     use super::*;
 
-    fn lits(p: &str) -> Vec<String> {
-        derive_literals(p)
-            .into_iter()
-            .map(|l| String::from_utf8(l).unwrap())
-            .collect()
-    }
-
     #[test]
     fn literal_derivation_picks_required_distinctive_strings() {
-        let cases: &[(&str, &[&str])] = &[
+        // (pattern, expected literal set, case-insensitive)
+        let cases: &[(&str, &[&str], bool)] = &[
             (
                 r"Failed password for (?P<u>.*) from (?P<a>\S+) port \d+$",
-                &["failed password for "],
+                &["Failed password for "],
+                false,
             ),
+            // Both " from " and "]: Invalid user " are required; the longer wins.
             (
                 r"\bsshd\[\d+\]: Invalid user (?P<u>.*) from (?P<a>\S+)",
-                &[" from ", "]: invalid user "],
+                &["]: Invalid user "],
+                false,
             ),
-            (r"(?:foo|barbaz) end", &["barbaz end", "foo end"]),
-            (r"(?i)union\s+select", &["select"]),
-            (r"(?:\.\./|%2e%2e%2f)", &["%2e%2e%2f", "../"]),
-            (r"^\S+ \S+$", &[" "]),
-            (r"\d+", &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),
+            (r"(?:foo|barbaz) end", &["barbaz end", "foo end"], false),
+            (r"(?i)union\s+select", &["select"], true),
+            (
+                r"(?i)(?:union|information_schema|benchmark\()",
+                &["benchmark(", "information_schema", "union"],
+                true,
+            ),
+            (r"(?:\.\./|%2e%2e%2f)", &["%2e%2e%2f", "../"], false),
+            (r"^\S+ \S+$", &[" "], false),
+            (
+                r"\d+",
+                &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+                false,
+            ),
         ];
-        for (pat, want) in cases {
-            let got = lits(pat);
-            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-            // Order within the set does not matter.
-            let mut g = got.clone();
+        for (pat, want, ci) in cases {
+            let got = derive_literals(pat);
+            let mut g: Vec<String> = got
+                .set
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
             g.sort();
-            let mut w = want.clone();
+            let mut w: Vec<String> = want.iter().map(|s| s.to_string()).collect();
             w.sort();
-            if pat.contains("Invalid user") {
-                // Either of the two required literals is a valid choice; the longer wins.
-                assert_eq!(g, vec!["]: invalid user ".to_string()], "{pat}");
-            } else {
-                assert_eq!(g, w, "{pat}");
-            }
+            assert_eq!((g, got.case_insensitive), (w, *ci), "{pat}");
         }
     }
 
