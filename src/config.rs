@@ -40,6 +40,188 @@ pub struct ConfigFile {
     /// Suppressions.
     #[serde(default)]
     pub allowlist: AllowlistSection,
+    /// Where the daemon reads logs (`sentinela run`).
+    #[serde(default, rename = "source")]
+    pub sources: SourcesSection,
+    /// Durable state of the daemon.
+    #[serde(default)]
+    pub state: StateSection,
+    /// The daemon's HTTP endpoints (health, readiness, metrics).
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[source]`: lists of sources by kind.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSection {
+    /// `[[source.file]]`
+    #[serde(default)]
+    pub file: Vec<FileSourceConfig>,
+    /// `[[source.journald]]`
+    #[serde(default)]
+    pub journald: Vec<JournaldSourceConfig>,
+    /// `[[source.syslog]]`
+    #[serde(default)]
+    pub syslog: Vec<SyslogSourceConfig>,
+}
+
+/// Where to start reading a stream seen for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Read what is already there.
+    Beginning,
+    /// Only what is written from now on.
+    #[default]
+    End,
+}
+
+/// How the lines of a file are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// One log line per line.
+    #[default]
+    Plain,
+    /// Docker `json-file`: `{"log":"...\n","stream":"stdout","time":"..."}` per line.
+    Docker,
+    /// Kubernetes CRI: `TIME STREAM P|F MESSAGE`, partial lines reassembled.
+    Cri,
+}
+
+/// `[[source.file]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// Name shown in metrics and `sentinela state`.
+    pub name: String,
+    /// Glob patterns of files to follow (`/var/log/auth.log*`). Include the rotated names so
+    /// that a renamed file is drained to its end even after a restart.
+    pub include: Vec<Spanned<String>>,
+    /// Glob patterns to leave out. Compressed files (`.gz`, `.xz`, `.bz2`, `.zst`) are always
+    /// left out.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    /// For files seen the first time when the daemon starts with no state: read them from the
+    /// `beginning` or from the `end`. Files that appear later are always read from the start.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// Line encoding.
+    #[serde(default)]
+    pub format: FileFormat,
+    /// How often to look for new data and new files when no change event arrives.
+    #[serde(
+        default = "default_poll",
+        deserialize_with = "crate::detector::de_duration"
+    )]
+    pub poll_interval: std::time::Duration,
+}
+
+fn default_poll() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
+}
+
+/// `[[source.journald]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournaldSourceConfig {
+    /// Name shown in metrics and `sentinela state`; also the key of the stored cursor.
+    pub name: String,
+    /// journalctl matches such as `_SYSTEMD_UNIT=sshd.service`.
+    #[serde(default)]
+    pub matches: Vec<String>,
+    /// Read journal files from this directory instead of the system journal.
+    #[serde(default)]
+    pub directory: Option<PathBuf>,
+    /// Without a stored cursor: start at the `beginning` of the journal or its `end`.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// The journalctl binary.
+    #[serde(default = "default_journalctl")]
+    pub journalctl: PathBuf,
+}
+
+fn default_journalctl() -> PathBuf {
+    PathBuf::from("journalctl")
+}
+
+/// `[[source.syslog]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSourceConfig {
+    /// Name shown in metrics and incidents.
+    pub name: String,
+    /// UDP listen address, e.g. `127.0.0.1:5514`.
+    #[serde(default)]
+    pub udp: Option<Spanned<String>>,
+    /// TCP listen address (RFC 6587: octet counting or newline framing).
+    #[serde(default)]
+    pub tcp: Option<Spanned<String>>,
+    /// Longer messages are cut (and counted).
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Concurrent TCP connections; more are refused (and counted).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_message() -> usize {
+    64 * 1024
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+/// `[state]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// Directory of the state file (`state.db`). systemd's StateDirectory sets
+    /// `STATE_DIRECTORY`, which is used when this is not set.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// How often the pipeline commits (positions and incidents in one transaction).
+    #[serde(
+        default = "default_commit",
+        deserialize_with = "crate::detector::de_duration"
+    )]
+    pub commit_interval: std::time::Duration,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            dir: None,
+            commit_interval: default_commit(),
+        }
+    }
+}
+
+fn default_commit() -> std::time::Duration {
+    std::time::Duration::from_millis(200)
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Listen address for `/healthz`, `/readyz` and `/metrics`; empty turns them off.
+    #[serde(default = "default_http")]
+    pub listen: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: default_http(),
+        }
+    }
+}
+
+fn default_http() -> String {
+    "127.0.0.1:9717".into()
 }
 
 /// `[detectors]`

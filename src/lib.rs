@@ -24,6 +24,7 @@ pub mod error;
 pub mod incident;
 pub mod policy;
 pub mod scan;
+pub mod source;
 pub mod timestamp;
 
 pub use error::{Error, Result};
