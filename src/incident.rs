@@ -55,6 +55,21 @@ impl Evidence {
         }
     }
 
+    /// Rebuilds evidence from stored parts.
+    pub fn from_parts(first: Vec<String>, last: VecDeque<String>, omitted: u64, cap: usize) -> Evidence {
+        Evidence {
+            first,
+            last,
+            omitted,
+            cap: cap.max(1),
+        }
+    }
+
+    /// How many first and last lines are kept.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Adds a line.
     pub fn push(&mut self, line: String) {
         if self.first.len() < self.cap {

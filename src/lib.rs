@@ -11,6 +11,8 @@
 //! - [`incident`]: incidents, fingerprints and evidence.
 //! - [`config`]: the TOML config and its single validation path.
 //! - [`scan`]: runs the pipeline over byte streams (files, stdin) for `match` and `scan`.
+//! - [`source`]: the daemon's sources (files, journald, syslog, container logs).
+//! - [`state`]: the SQLite state store (positions, correlation state, incidents).
 //!
 //! Matching, correlation and policy do no I/O: they are pure functions of their input.
 #![deny(missing_docs)]
@@ -25,6 +27,7 @@ pub mod incident;
 pub mod policy;
 pub mod scan;
 pub mod source;
+pub mod state;
 pub mod timestamp;
 
 pub use error::{Error, Result};

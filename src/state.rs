@@ -1,0 +1,602 @@
+//! The durable state: one SQLite file holding read positions, correlation state and the
+//! incident record.
+//!
+//! **Invariant**: a read position advances only in the same transaction that records the
+//! incidents (and correlation state) produced by the lines before it ([`Store::commit`]). After
+//! a crash the lines after the last committed position are read again; their effects were
+//! never committed, so they produce no duplicate incident and no double count.
+//!
+//! The schema is versioned with `PRAGMA user_version` and numbered migrations. The database is
+//! in WAL mode so that `sentinela incidents` and `sentinela state` can read it while the daemon
+//! writes.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::incident::{Evidence, Incident};
+use crate::source::Position;
+use crate::timestamp::{now_millis, Millis};
+
+/// File name of the state database inside the state directory.
+pub const STATE_FILE: &str = "state.db";
+
+/// Numbered migrations; migration `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: positions, incidents, correlation state.
+    "CREATE TABLE positions (
+        stream     TEXT PRIMARY KEY,
+        source     TEXT NOT NULL,
+        position   TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+     );
+     CREATE TABLE incidents (
+        fingerprint TEXT PRIMARY KEY,
+        detector    TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        category    TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        criticality TEXT NOT NULL,
+        priority    TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        first_seen  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL,
+        fields      TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        evidence    TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+     );
+     CREATE INDEX incidents_last_seen ON incidents(last_seen);
+     CREATE TABLE correlation (
+        detector TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        state    TEXT NOT NULL,
+        PRIMARY KEY (detector, key)
+     );",
+];
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite failed.
+    #[error("state database {}: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored value could not be decoded.
+    #[error("state database {}: corrupt {what}: {detail}", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Which value.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// The database was written by a newer version of sentinela.
+    #[error("state database {} has schema version {found}; this sentinela knows up to {known}: upgrade sentinela", path.display())]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Highest version this build knows.
+        known: i64,
+    },
+}
+
+/// A stored read position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredPosition {
+    /// Stream id (`file:<fingerprint>`, `journald:<name>`).
+    pub stream: String,
+    /// Source name from the config.
+    pub source: String,
+    /// The position.
+    pub position: Position,
+    /// When it was last committed.
+    pub updated_at: Millis,
+}
+
+/// A saved correlation state: detector id, key values and the state as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCorrelation {
+    /// Detector id.
+    pub detector: String,
+    /// Key values, JSON array.
+    pub key: String,
+    /// The state, JSON (see [`crate::correlate`]).
+    pub state: String,
+}
+
+/// Everything one commit writes, atomically.
+#[derive(Debug, Default)]
+pub struct Commit<'a> {
+    /// (stream, source name, position) to store.
+    pub positions: Vec<(String, String, Position)>,
+    /// Incidents to insert or update.
+    pub incidents: Vec<&'a Incident>,
+    /// Correlation states to store (`Some(state)`) or delete (`None`): (detector, key, state).
+    pub correlation: Vec<(String, String, Option<String>)>,
+}
+
+impl Commit<'_> {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty() && self.incidents.is_empty() && self.correlation.is_empty()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct EvidenceRow {
+    first: Vec<String>,
+    last: VecDeque<String>,
+    omitted: u64,
+    cap: usize,
+}
+
+/// The state store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state database in `dir` and migrates it.
+    pub fn open_dir(dir: &Path) -> Result<Store, StateError> {
+        Store::open(&dir.join(STATE_FILE))
+    }
+
+    /// Opens (creating if needed) the state database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        let conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only (for `sentinela state` / `incidents` while the
+    /// daemon runs).
+    pub fn open_read_only(path: &Path) -> Result<Store, StateError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| sqlite(path, e))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let v = store.version()?;
+        if v > MIGRATIONS.len() as i64 {
+            return Err(StateError::TooNew {
+                path: path.to_path_buf(),
+                found: v,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        Ok(store)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StateError {
+        sqlite(&self.path, e)
+    }
+
+    fn configure(&self) -> Result<(), StateError> {
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| self.err(e))?;
+        // WAL: readers never block the daemon; synchronous=FULL: a committed position
+        // survives power loss, not only a process crash.
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The schema version in the file.
+    pub fn version(&self) -> Result<i64, StateError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let current = self.version()?;
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = self.conn.transaction().map_err(|e| sqlite(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| sqlite(&self.path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| sqlite(&self.path, e))?;
+            tx.commit().map_err(|e| sqlite(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes positions, incidents and correlation state in one transaction.
+    pub fn commit(&mut self, c: &Commit<'_>) -> Result<(), StateError> {
+        if c.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut pos = tx
+                .prepare_cached(
+                    "INSERT INTO positions (stream, source, position, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(stream) DO UPDATE SET source = ?2, position = ?3, updated_at = ?4",
+                )
+                .map_err(e)?;
+            for (stream, source, p) in &c.positions {
+                let json = serde_json::to_string(p).expect("positions serialize");
+                pos.execute(params![stream, source, json, now]).map_err(e)?;
+            }
+            let mut inc = tx
+                .prepare_cached(
+                    "INSERT INTO incidents (fingerprint, detector, title, category, severity, criticality,
+                        priority, count, first_seen, last_seen, fields, key, source, evidence,
+                        created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)
+                     ON CONFLICT(fingerprint) DO UPDATE SET title = ?3, category = ?4, severity = ?5,
+                        criticality = ?6, priority = ?7, count = ?8, first_seen = ?9, last_seen = ?10,
+                        fields = ?11, key = ?12, source = ?13, evidence = ?14, updated_at = ?15",
+                )
+                .map_err(e)?;
+            for i in &c.incidents {
+                let ev = EvidenceRow {
+                    first: i.evidence.first.clone(),
+                    last: i.evidence.last.clone(),
+                    omitted: i.evidence.omitted,
+                    cap: i.evidence.cap(),
+                };
+                inc.execute(params![
+                    i.fingerprint,
+                    i.detector,
+                    i.title,
+                    i.category.as_str(),
+                    i.severity.as_str(),
+                    i.criticality.as_str(),
+                    i.priority.to_string(),
+                    i.count as i64,
+                    i.first_seen,
+                    i.last_seen,
+                    serde_json::to_string(&i.fields).expect("fields serialize"),
+                    serde_json::to_string(&i.key).expect("key serializes"),
+                    i.source,
+                    serde_json::to_string(&ev).expect("evidence serializes"),
+                    now,
+                ])
+                .map_err(e)?;
+            }
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO correlation (detector, key, state) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(detector, key) DO UPDATE SET state = ?3",
+                )
+                .map_err(e)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM correlation WHERE detector = ?1 AND key = ?2")
+                .map_err(e)?;
+            for (det, key, state) in &c.correlation {
+                match state {
+                    Some(s) => put.execute(params![det, key, s]).map_err(e)?,
+                    None => del.execute(params![det, key]).map_err(e)?,
+                };
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// All stored positions.
+    pub fn positions(&self) -> Result<Vec<StoredPosition>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT stream, source, position, updated_at FROM positions ORDER BY source, stream")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (stream, source, json, updated_at) = row.map_err(|e| self.err(e))?;
+            out.push(StoredPosition {
+                stream,
+                source,
+                position: self.decode("position", &json)?,
+                updated_at,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Incidents whose last hit is at or after `since` (all with `None`), newest first.
+    pub fn incidents(&self, since: Option<Millis>) -> Result<Vec<Incident>, StateError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT fingerprint, detector, title, category, severity, criticality, priority,
+                        count, first_seen, last_seen, fields, key, source, evidence
+                 FROM incidents WHERE last_seen >= ?1 ORDER BY last_seen DESC, fingerprint",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([since.unwrap_or(i64::MIN)], |r| {
+                Ok((
+                    (
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                    ),
+                    (
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, i64>(9)?,
+                        r.get::<_, String>(10)?,
+                        r.get::<_, String>(11)?,
+                        r.get::<_, String>(12)?,
+                        r.get::<_, String>(13)?,
+                    ),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let ((fp, detector, title, cat, sev, crit, prio), (count, first, last, fields, key, source, ev)) =
+                row.map_err(|e| self.err(e))?;
+            let ev: EvidenceRow = self.decode("evidence", &ev)?;
+            out.push(Incident {
+                fingerprint: fp,
+                detector,
+                title,
+                category: self.decode_str("category", &cat)?,
+                severity: self.decode_str("severity", &sev)?,
+                criticality: self.decode_str("criticality", &crit)?,
+                priority: self.decode_str("priority", &prio)?,
+                count: count.max(0) as u64,
+                first_seen: first,
+                last_seen: last,
+                fields: self.decode("fields", &fields)?,
+                key: self.decode("key", &key)?,
+                source,
+                evidence: Evidence::from_parts(ev.first, ev.last, ev.omitted, ev.cap),
+            });
+        }
+        Ok(out)
+    }
+
+    /// All saved correlation states.
+    pub fn correlation(&self) -> Result<Vec<StoredCorrelation>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT detector, key, state FROM correlation")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(StoredCorrelation {
+                    detector: r.get(0)?,
+                    key: r.get(1)?,
+                    state: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, what: &'static str, json: &str) -> Result<T, StateError> {
+        serde_json::from_str(json).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            what,
+            detail: e.to_string(),
+        })
+    }
+
+    fn decode_str<T: DeserializeOwned>(&self, what: &'static str, s: &str) -> Result<T, StateError> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| {
+            StateError::Corrupt {
+                path: self.path.clone(),
+                what,
+                detail: e.to_string(),
+            }
+        })
+    }
+
+    /// Whether an incident with this fingerprint is recorded.
+    pub fn has_incident(&self, fingerprint: &str) -> Result<bool, StateError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM incidents WHERE fingerprint = ?1",
+                [fingerprint],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn sqlite(path: &Path, source: rusqlite::Error) -> StateError {
+    StateError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{Category, Severity};
+    use crate::policy::{Criticality, Priority};
+    use std::collections::BTreeMap;
+
+    fn incident(fp: &str, count: u64, last: Millis) -> Incident {
+        let mut ev = Evidence::new(2);
+        for i in 0..count {
+            ev.push(format!("line {i}"));
+        }
+        let mut fields = BTreeMap::new();
+        fields.insert("source.address".to_string(), "203.0.113.9".to_string());
+        Incident {
+            fingerprint: fp.into(),
+            detector: "ssh.password-failure".into(),
+            title: "t".into(),
+            category: Category::IntrusionAttempts,
+            severity: Severity::Medium,
+            criticality: Criticality::High,
+            priority: Priority::P3,
+            count,
+            first_seen: 1000,
+            last_seen: last,
+            fields,
+            key: vec!["source.address".into()],
+            source: "/var/log/auth.log".into(),
+            evidence: ev,
+        }
+    }
+
+    #[test]
+    fn commits_round_trip_positions_incidents_and_correlation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open_dir(dir.path()).unwrap();
+        assert_eq!(s.version().unwrap(), MIGRATIONS.len() as i64);
+        let a = incident("aa", 7, 5000);
+        let pos = Position::File {
+            fingerprint: "f1".into(),
+            path: "/var/log/auth.log".into(),
+            offset: 42,
+            dev: 1,
+            ino: 2,
+        };
+        s.commit(&Commit {
+            positions: vec![("file:f1".into(), "auth".into(), pos.clone())],
+            incidents: vec![&a],
+            correlation: vec![("ssh.x".into(), "[\"1.2.3.4\"]".into(), Some("{}".into()))],
+        })
+        .unwrap();
+        drop(s);
+        // Reopening (a restart) sees exactly what was committed.
+        let s = Store::open_dir(dir.path()).unwrap();
+        let p = s.positions().unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].position, pos);
+        let got = s.incidents(None).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].count, 7);
+        assert_eq!(got[0].evidence, a.evidence);
+        assert_eq!(got[0].criticality, Criticality::High);
+        assert_eq!(got[0].fields, a.fields);
+        assert_eq!(s.correlation().unwrap().len(), 1);
+        assert!(s.incidents(Some(6000)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn updates_replace_and_deletes_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open_dir(dir.path()).unwrap();
+        let a = incident("aa", 1, 1000);
+        s.commit(&Commit {
+            incidents: vec![&a],
+            correlation: vec![("d".into(), "k".into(), Some("1".into()))],
+            ..Commit::default()
+        })
+        .unwrap();
+        let a2 = incident("aa", 9, 2000);
+        s.commit(&Commit {
+            incidents: vec![&a2],
+            correlation: vec![("d".into(), "k".into(), None)],
+            ..Commit::default()
+        })
+        .unwrap();
+        let got = s.incidents(None).unwrap();
+        assert_eq!((got.len(), got[0].count, got[0].last_seen), (1, 9, 2000));
+        assert!(s.correlation().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_the_previous_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open_dir(dir.path()).unwrap();
+        let pos = |o| Position::Journal {
+            cursor: format!("c{o}"),
+        };
+        s.commit(&Commit {
+            positions: vec![("journald:j".into(), "j".into(), pos(1))],
+            ..Commit::default()
+        })
+        .unwrap();
+        // Make the incidents insert fail inside the transaction.
+        s.conn.execute_batch("DROP TABLE incidents").unwrap();
+        let a = incident("bb", 1, 1);
+        let r = s.commit(&Commit {
+            positions: vec![("journald:j".into(), "j".into(), pos(2))],
+            incidents: vec![&a],
+            ..Commit::default()
+        });
+        assert!(r.is_err());
+        assert_eq!(s.positions().unwrap()[0].position, pos(1));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let e = Store::open(&path).unwrap_err().to_string();
+        assert!(e.contains("schema version 99"), "{e}");
+    }
+
+    #[test]
+    fn readers_see_commits_while_the_writer_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Store::open_dir(dir.path()).unwrap();
+        let r = Store::open_read_only(&dir.path().join(STATE_FILE)).unwrap();
+        assert!(r.incidents(None).unwrap().is_empty());
+        let a = incident("cc", 3, 10);
+        w.commit(&Commit {
+            incidents: vec![&a],
+            ..Commit::default()
+        })
+        .unwrap();
+        assert_eq!(r.incidents(None).unwrap().len(), 1);
+    }
+}
