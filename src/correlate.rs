@@ -6,10 +6,11 @@
 //! bound. Windows run on event time, so a replayed log gives the same result as a live one.
 //! No I/O here.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroUsize;
 
 use lru::LruCache;
+use serde::{Deserialize, Serialize};
 
 use crate::detector::Detector;
 use crate::timestamp::Millis;
@@ -17,8 +18,9 @@ use crate::timestamp::Millis;
 /// Identifies correlation state: detector index and the key field values.
 type StateKey = (u32, Box<[String]>);
 
-/// What is remembered for one actor of one detector.
-#[derive(Debug)]
+/// What is remembered for one actor of one detector (persisted as JSON by the daemon).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 enum State {
     /// Hit times within the window (at most `count`).
     Count {
@@ -73,7 +75,13 @@ pub struct Correlator {
     evidence_lines: usize,
     /// States evicted because the key cap was reached.
     pub evicted: u64,
+    /// Keys changed since the last [`Correlator::take_dirty`]: what the next commit writes.
+    dirty: HashSet<StateKey>,
 }
+
+/// A correlation state as stored: detector index, key values, and the state as JSON (`None`
+/// when the state is gone and must be deleted).
+pub type Persisted = (usize, Vec<String>, Option<String>);
 
 impl Correlator {
     /// A correlator tracking at most `max_keys` keys, keeping `evidence_lines` lines per key.
@@ -82,6 +90,48 @@ impl Correlator {
             states: LruCache::new(NonZeroUsize::new(max_keys.max(1)).expect("max(1) is non-zero")),
             evidence_lines,
             evicted: 0,
+            dirty: HashSet::new(),
+        }
+    }
+
+    /// The states changed since the last call, for the state store.
+    pub fn take_dirty(&mut self) -> Vec<Persisted> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|k| {
+                let json = self
+                    .states
+                    .peek(&k)
+                    .map(|s| serde_json::to_string(s).expect("states serialize"));
+                (k.0 as usize, k.1.into_vec(), json)
+            })
+            .collect()
+    }
+
+    /// Every state, for a reload that rebuilds the correlator.
+    pub fn export(&self) -> Vec<Persisted> {
+        self.states
+            .iter()
+            .rev()
+            .map(|(k, s)| {
+                (
+                    k.0 as usize,
+                    k.1.to_vec(),
+                    Some(serde_json::to_string(s).expect("states serialize")),
+                )
+            })
+            .collect()
+    }
+
+    /// Restores a stored state; returns false when the JSON is not a state (ignored).
+    pub fn restore(&mut self, detector: usize, key: Vec<String>, json: &str) -> bool {
+        match serde_json::from_str::<State>(json) {
+            Ok(state) => {
+                self.states.push((detector as u32, key.into()), state);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -91,9 +141,11 @@ impl Correlator {
     }
 
     fn insert(&mut self, key: StateKey, state: State) {
+        self.dirty.insert(key.clone());
         if let Some((old, _)) = self.states.push(key.clone(), state) {
             if old != key {
                 self.evicted += 1;
+                self.dirty.insert(old);
             }
         }
     }
@@ -104,6 +156,7 @@ impl Correlator {
         let window = after.window.as_millis() as Millis;
         let sk: StateKey = (seq as u32, key.into());
         if let Some(State::Prior { times }) = self.states.get_mut(&sk) {
+            self.dirty.insert(sk.clone());
             times.push_back(time);
             while times.len() > after.count as usize
                 || times.front().is_some_and(|&t| t < time - window)
@@ -153,6 +206,9 @@ impl Correlator {
         let window = th.window.as_millis() as Millis;
         let need = th.count as usize;
         let sk: StateKey = (obs.detector as u32, obs.key.into());
+        if self.states.contains(&sk) {
+            self.dirty.insert(sk.clone());
+        }
         let verdict = match (self.states.get_mut(&sk), obs.distinct) {
             (Some(State::Count { times, evidence }), None) => {
                 times.push_back(obs.time);
@@ -341,6 +397,43 @@ key = ["source.address"]
         assert!(opened.is_empty());
         assert_eq!(c.tracked(), 10);
         assert_eq!(c.evicted, 990);
+    }
+
+    #[test]
+    fn dirty_states_persist_and_restore_across_a_restart() {
+        let d = detector("threshold = { count = 3, window = \"10m\" }");
+        let (_, mut c) = run(
+            &d,
+            2,
+            &[("a", 0, ""), ("a", 1, ""), ("b", 1, ""), ("c", 1, "")],
+        );
+        let mut dirty = c.take_dirty();
+        dirty.sort();
+        // "a" was evicted by "c" (cap 2): it must be deleted from the store.
+        let keys: Vec<(&str, bool)> = dirty
+            .iter()
+            .map(|(_, k, s)| (k[0].as_str(), s.is_some()))
+            .collect();
+        assert_eq!(keys, vec![("a", false), ("b", true), ("c", true)]);
+        assert!(c.take_dirty().is_empty());
+        // A new correlator restored from the stored states continues the count of "b".
+        let mut fresh = Correlator::new(10, 2);
+        for (det, key, json) in dirty.into_iter().filter(|x| x.2.is_some()) {
+            assert!(fresh.restore(det, key, &json.unwrap()));
+        }
+        let key = ["b".to_string()];
+        let obs = |m: i64| Observation {
+            detector: 0,
+            key: &key,
+            time: m * MIN,
+            distinct: None,
+            line: "l",
+        };
+        assert_eq!(fresh.observe(&d, &obs(2)), Verdict::Below);
+        assert!(matches!(
+            fresh.observe(&d, &obs(3)),
+            Verdict::Open { count: 3, .. }
+        ));
     }
 
     #[test]

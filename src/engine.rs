@@ -30,6 +30,8 @@ pub struct Input {
     pub lines: u64,
     /// Unique per input in this process: tells lines of different inputs apart.
     pub id: u64,
+    /// Fields added to every hit (container id, pod): source metadata.
+    pub labels: Vec<(String, String)>,
 }
 
 impl Input {
@@ -41,6 +43,7 @@ impl Input {
             last_time: None,
             lines: 0,
             id: NEXT_INPUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            labels: Vec::new(),
         }
     }
 }
@@ -114,8 +117,19 @@ pub struct Engine {
     /// Open incidents by (detector, key values): the fingerprint (a hash) is computed only
     /// when an incident opens, not for every hit.
     by_key: HashMap<(usize, Vec<String>), usize>,
+    /// Incidents opened or grown since the last [`Engine::take_changes`].
+    dirty: Vec<usize>,
     /// Counters.
     pub stats: Stats,
+}
+
+/// What changed since the last commit, ready for [`crate::state::Commit`].
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Indices into [`Engine::incidents`] of incidents to write.
+    pub incidents: Vec<usize>,
+    /// Correlation states to write or delete: (detector id, key values as JSON, state JSON).
+    pub correlation: Vec<(String, String, Option<String>)>,
 }
 
 impl Engine {
@@ -144,6 +158,7 @@ impl Engine {
             limits,
             incidents: Vec::new(),
             by_key: HashMap::new(),
+            dirty: Vec::new(),
             stats: Stats {
                 hits: vec![0; n],
                 suppressed: vec![0; n],
@@ -151,6 +166,79 @@ impl Engine {
                 ..Stats::default()
             },
         }
+    }
+
+    /// Incidents and correlation states changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut incidents = std::mem::take(&mut self.dirty);
+        incidents.sort_unstable();
+        incidents.dedup();
+        let correlation = self
+            .correlator
+            .take_dirty()
+            .into_iter()
+            .filter_map(|(di, key, state)| {
+                let id = self.detectors.detectors.get(di)?.id.clone();
+                Some((
+                    id,
+                    serde_json::to_string(&key).expect("strings serialize"),
+                    state,
+                ))
+            })
+            .collect();
+        Changes {
+            incidents,
+            correlation,
+        }
+    }
+
+    /// Loads incidents and correlation state from the state store (at start-up or after a
+    /// reload). Records of detectors that no longer exist are kept aside (not matched).
+    pub fn restore(
+        &mut self,
+        incidents: Vec<Incident>,
+        correlation: Vec<crate::state::StoredCorrelation>,
+    ) {
+        for inc in incidents {
+            if let Some(di) = self.detectors.index_of(&inc.detector) {
+                let key: Vec<String> = self.detectors.detectors[di]
+                    .key
+                    .iter()
+                    .map(|k| inc.fields.get(k).cloned().unwrap_or_default())
+                    .collect();
+                self.by_key.insert((di, key), self.incidents.len());
+            }
+            self.incidents.push(inc);
+        }
+        for c in correlation {
+            let (Some(di), Ok(key)) = (
+                self.detectors.index_of(&c.detector),
+                serde_json::from_str::<Vec<String>>(&c.key),
+            ) else {
+                continue;
+            };
+            self.correlator.restore(di, key, &c.state);
+        }
+    }
+
+    /// A new engine for a new config that keeps this one's incidents and correlation state
+    /// (for a reload).
+    pub fn reconfigured(mut self, built: Built, limits: EngineSection) -> Engine {
+        let mut next = Engine::new(built, limits);
+        let correlation = self
+            .correlator
+            .export()
+            .into_iter()
+            .filter_map(|(di, key, state)| {
+                Some(crate::state::StoredCorrelation {
+                    detector: self.detectors.detectors.get(di)?.id.clone(),
+                    key: serde_json::to_string(&key).ok()?,
+                    state: state?,
+                })
+            })
+            .collect();
+        next.restore(std::mem::take(&mut self.incidents), correlation);
+        next
     }
 
     /// Correlation keys evicted because of the key cap.
@@ -173,11 +261,17 @@ impl Engine {
         let mut line_no = input.lines;
         let max_ev = self.limits.evidence_line_bytes;
         let time = input.time;
+        let labels = &input.labels;
         self.matcher.scan_block(block, &mut self.scratch, |m| {
             line_no += memchr::memchr_iter(b'\n', &block[counted..m.start]).count() as u64;
             counted = m.start;
             let parsed = time.parse(m.line);
-            let fields = m.fields_with_host(parsed.and_then(|t| t.host));
+            let mut fields = m.fields_with_host(parsed.and_then(|t| t.host));
+            for (k, v) in labels {
+                if !fields.iter().any(|(f, _)| f == k) {
+                    fields.push((k.clone(), v.clone()));
+                }
+            }
             hits.push(Hit {
                 detector: m.detector,
                 line_no: line_no + 1,
@@ -246,6 +340,7 @@ impl Engine {
         let lookup = (di, key_values);
         if let Some(&i) = self.by_key.get(&lookup) {
             self.incidents[i].recur(at, hit.line.clone());
+            self.dirty.push(i);
             return Some(Change::Recurred(i));
         }
         let key_values = &lookup.1;
@@ -300,6 +395,7 @@ impl Engine {
         self.stats.opened[di] += 1;
         self.incidents.push(incident);
         self.by_key.insert(lookup, self.incidents.len() - 1);
+        self.dirty.push(self.incidents.len() - 1);
         Some(Change::Opened(self.incidents.len() - 1))
     }
 }
