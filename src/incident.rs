@@ -56,7 +56,12 @@ impl Evidence {
     }
 
     /// Rebuilds evidence from stored parts.
-    pub fn from_parts(first: Vec<String>, last: VecDeque<String>, omitted: u64, cap: usize) -> Evidence {
+    pub fn from_parts(
+        first: Vec<String>,
+        last: VecDeque<String>,
+        omitted: u64,
+        cap: usize,
+    ) -> Evidence {
         Evidence {
             first,
             last,

@@ -380,8 +380,10 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let ((fp, detector, title, cat, sev, crit, prio), (count, first, last, fields, key, source, ev)) =
-                row.map_err(|e| self.err(e))?;
+            let (
+                (fp, detector, title, cat, sev, crit, prio),
+                (count, first, last, fields, key, source, ev),
+            ) = row.map_err(|e| self.err(e))?;
             let ev: EvidenceRow = self.decode("evidence", &ev)?;
             out.push(Incident {
                 fingerprint: fp,
@@ -429,7 +431,11 @@ impl Store {
         })
     }
 
-    fn decode_str<T: DeserializeOwned>(&self, what: &'static str, s: &str) -> Result<T, StateError> {
+    fn decode_str<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        s: &str,
+    ) -> Result<T, StateError> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| {
             StateError::Corrupt {
                 path: self.path.clone(),
