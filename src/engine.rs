@@ -221,24 +221,22 @@ impl Engine {
         }
     }
 
-    /// A new engine for a new config that keeps this one's incidents and correlation state
-    /// (for a reload).
-    pub fn reconfigured(mut self, built: Built, limits: EngineSection) -> Engine {
-        let mut next = Engine::new(built, limits);
-        let correlation = self
+    /// Switches to a new config, keeping the incidents and correlation state (a reload).
+    pub fn reconfigure(&mut self, built: Built, limits: EngineSection) {
+        let mut old = std::mem::replace(self, Engine::new(built, limits));
+        let correlation = old
             .correlator
             .export()
             .into_iter()
             .filter_map(|(di, key, state)| {
                 Some(crate::state::StoredCorrelation {
-                    detector: self.detectors.detectors.get(di)?.id.clone(),
+                    detector: old.detectors.detectors.get(di)?.id.clone(),
                     key: serde_json::to_string(&key).ok()?,
                     state: state?,
                 })
             })
             .collect();
-        next.restore(std::mem::take(&mut self.incidents), correlation);
-        next
+        self.restore(std::mem::take(&mut old.incidents), correlation);
     }
 
     /// Correlation keys evicted because of the key cap.

@@ -22,6 +22,7 @@ pub mod correlate;
 pub mod detect;
 pub mod detector;
 pub mod engine;
+pub mod http;
 pub mod error;
 pub mod incident;
 pub mod policy;
