@@ -382,14 +382,72 @@ impl Config {
         Config::parse(path, &text)
     }
 
-    /// The config to use: `explicit` if given, else `/etc/sentinela/sentinela.toml` if it
-    /// exists, else the embedded default.
+    /// The config to use: `explicit` if given, else `$SENTINELA_CONFIG`, else
+    /// `/etc/sentinela/sentinela.toml` if it exists, else the embedded default; then the
+    /// `SENTINELA_*` environment overrides (see [`Config::with_overrides`]).
     pub fn discover(explicit: Option<&Path>) -> Result<Config> {
-        match explicit {
-            Some(p) => Config::load(p),
-            None if Path::new(SYSTEM_CONFIG).is_file() => Config::load(Path::new(SYSTEM_CONFIG)),
-            None => Ok(Config::default()),
+        let from_env = std::env::var_os("SENTINELA_CONFIG").map(PathBuf::from);
+        let base = match explicit.map(Path::to_path_buf).or(from_env) {
+            Some(p) => Config::load(&p)?,
+            None if Path::new(SYSTEM_CONFIG).is_file() => Config::load(Path::new(SYSTEM_CONFIG))?,
+            None => Config::default(),
+        };
+        base.with_overrides(std::env::vars())
+    }
+
+    /// Applies environment overrides: every config key can be set with a variable named
+    /// `SENTINELA_` + the key path in upper case with `__` between levels, e.g.
+    /// `SENTINELA_ENGINE__TIMEZONE=UTC`, `SENTINELA_STATE__DIR=/var/lib/sentinela`,
+    /// `SENTINELA_HTTP__LISTEN=0.0.0.0:9717`; array items by index:
+    /// `SENTINELA_SOURCE__FILE__0__INCLUDE='["/var/log/app/*.log"]'`. Values are read as TOML
+    /// (numbers, booleans, arrays) and fall back to a plain string. `SENTINELA_CONFIG` and
+    /// `SENTINELA_LOG_FORMAT` are options, not keys.
+    pub fn with_overrides(
+        self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let mut overrides: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| {
+                k.starts_with("SENTINELA_")
+                    && k != "SENTINELA_CONFIG"
+                    && k != "SENTINELA_LOG_FORMAT"
+            })
+            .collect();
+        if overrides.is_empty() {
+            return Ok(self);
         }
+        overrides.sort();
+        let mut table: toml::Table =
+            toml::from_str(&self.text).map_err(|e| Error::from_toml(&self.path, &self.text, &e))?;
+        let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+        for (name, raw) in &overrides {
+            let path: Vec<String> = name["SENTINELA_".len()..]
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            set_path(&mut table, &path, value).map_err(|why| {
+                Error::invalid(
+                    Location {
+                        path: PathBuf::from(format!("${name}")),
+                        line: 1,
+                        column: 1,
+                    },
+                    why,
+                )
+            })?;
+        }
+        let text = toml::to_string(&table).expect("a TOML table serializes");
+        let path = PathBuf::from(format!(
+            "{} + environment ({})",
+            self.path.display(),
+            names.join(", ")
+        ));
+        Config::parse(&path, &text)
     }
 
     fn at(&self, offset: usize) -> Location {
@@ -557,6 +615,61 @@ impl Config {
     }
 }
 
+/// Sets `path` in a TOML table, creating tables (and appending array items by index) on the
+/// way.
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> std::result::Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("empty key")?;
+    if first.is_empty() {
+        return Err("empty key segment (three underscores?)".into());
+    }
+    if rest.is_empty() {
+        table.insert(first.clone(), value);
+        return Ok(());
+    }
+    let entry = table.entry(first.clone()).or_insert_with(|| {
+        if rest[0].parse::<usize>().is_ok() {
+            toml::Value::Array(Vec::new())
+        } else {
+            toml::Value::Table(toml::Table::new())
+        }
+    });
+    set_in_value(entry, rest, value)
+}
+
+fn set_in_value(
+    v: &mut toml::Value,
+    path: &[String],
+    value: toml::Value,
+) -> std::result::Result<(), String> {
+    match v {
+        toml::Value::Table(t) => set_path(t, path, value),
+        toml::Value::Array(items) => {
+            let i: usize = path[0]
+                .parse()
+                .map_err(|_| format!("{:?} is an array: expected an index", path[0]))?;
+            if i > items.len() {
+                return Err(format!(
+                    "index {i} skips items: the array has {} (use the next index)",
+                    items.len()
+                ));
+            }
+            if i == items.len() {
+                items.push(toml::Value::Table(toml::Table::new()));
+            }
+            if path.len() == 1 {
+                items[i] = value;
+                return Ok(());
+            }
+            set_in_value(&mut items[i], &path[1..], value)
+        }
+        _ => Err(format!("{:?} is a value, not a table", path[0])),
+    }
+}
+
 /// An address or CIDR range.
 fn parse_net(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
@@ -623,6 +736,57 @@ mod tests {
                 "config:\n{text}\n got: {got}\nwant: {want}"
             );
         }
+    }
+
+    #[test]
+    fn environment_variables_override_every_key() {
+        let vars = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let c = Config::default()
+            .with_overrides(vars(&[
+                ("SENTINELA_ENGINE__TIMEZONE", "UTC"),
+                ("SENTINELA_ENGINE__MAX_LINE_BYTES", "1024"),
+                ("SENTINELA_STATE__DIR", "/tmp/s"),
+                ("SENTINELA_SOURCE__FILE__0__NAME", "app"),
+                (
+                    "SENTINELA_SOURCE__FILE__0__INCLUDE",
+                    "[\"/var/log/app/*.log\"]",
+                ),
+                ("SENTINELA_ALLOWLIST__USERS", "[\"backup\"]"),
+                ("SENTINELA_CONFIG", "ignored"),
+                ("HOME", "/root"),
+            ]))
+            .unwrap();
+        assert_eq!(c.file.engine.timezone.get_ref(), "UTC");
+        assert_eq!(c.file.engine.max_line_bytes, 1024);
+        assert_eq!(c.file.state.dir.as_deref(), Some(Path::new("/tmp/s")));
+        assert_eq!(c.file.sources.file[0].name, "app");
+        assert_eq!(
+            c.file.sources.file[0].include[0].get_ref(),
+            "/var/log/app/*.log"
+        );
+        assert_eq!(c.file.allowlist.users, vec!["backup".to_string()]);
+        c.build().unwrap();
+        // Mistakes name the variable.
+        let e = Config::default()
+            .with_overrides(vars(&[("SENTINELA_ENGINE__MAX_LINE_BYTES", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SENTINELA_ENGINE__MAX_LINE_BYTES") && e.contains("expected usize"),
+            "{e}"
+        );
+        let e = Config::default()
+            .with_overrides(vars(&[("SENTINELA_SOURCE__FILE__3__NAME", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("$SENTINELA_SOURCE__FILE__3__NAME") && e.contains("index 3 skips items"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -554,7 +554,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<(Vec<Detector>, Vec<Diagnos
                 warnings.push(Diagnostic {
                     location: ploc.clone(),
                     message: format!(
-                        "detector {id:?}: pattern has no literal of 3+ bytes for the prefilter, so it runs on every line ({}); add `literals` or a distinctive fixed string",
+                        "detector {id:?}: pattern has no prefilter literal set whose members all have 3+ bytes, so it runs on every line ({}); add `literals` or a distinctive fixed string",
                         if literals.is_empty() {
                             "none found".to_string()
                         } else {
@@ -819,11 +819,20 @@ fn lowered(lits: &[Vec<u8>]) -> Vec<Vec<u8>> {
     lower
 }
 
-/// Scores a literal set: a shortest member of 8+ bytes is distinctive enough, then fewer
-/// members (case variants counted once) make a smaller, faster automaton, then longer.
+/// How distinctive a literal is: letters count fully, other bytes a quarter. Log lines are
+/// full of digits and punctuation (timestamps, addresses), so ` [01/` is a poor prefilter
+/// literal even though it is long, while `nmap` is a good one.
+fn quality(lit: &[u8]) -> usize {
+    let letters = lit.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    letters + (lit.len() - letters) / 4
+}
+
+/// Scores a literal set: its least distinctive member first (8 is distinctive enough), then
+/// fewer members (case variants counted once) make a smaller, faster automaton, then longer.
 fn score(lits: &[Vec<u8>]) -> (usize, isize, usize) {
+    let worst = lits.iter().map(|l| quality(l)).min().unwrap_or(0);
     let min = lits.iter().map(Vec::len).min().unwrap_or(0);
-    (min.min(8), -(lowered(lits).len() as isize), min)
+    (worst.min(8), -(lowered(lits).len() as isize), min)
 }
 
 fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {

@@ -540,7 +540,7 @@ patterns = ['''^(?P<source.address>\d+) \w+$''']
     assert!(o.status.success());
     assert!(
         stdout(&o)
-            .contains("det.toml:7:13: detector \"t.slow\": pattern has no literal of 3+ bytes"),
+            .contains("det.toml:7:13: detector \"t.slow\": pattern has no prefilter literal set whose members all have 3+ bytes"),
         "{}",
         stdout(&o)
     );
