@@ -97,6 +97,48 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the daemon: follow the configured sources, record incidents in the state store.
+    Run {
+        /// Config file (default: /etc/sentinela/sentinela.toml if present, else built-in).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Also read log lines from standard input (e.g. `kubectl logs -f ... | sentinela run --stdin`).
+        #[arg(long)]
+        stdin: bool,
+        /// State directory (overrides [state] dir and $STATE_DIRECTORY).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Log format: `text` (for journald) or `json` (one object per line, for containers).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SENTINELA_LOG_FORMAT")]
+        log_format: LogFormat,
+    },
+    /// Show the read positions stored in the state file.
+    State {
+        /// Config file (to find the state directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// State directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+    },
+    /// List the incidents recorded in the state file (works while the daemon runs).
+    Incidents {
+        /// Config file (to find the state directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// State directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+        /// Only incidents seen within this duration (e.g. `24h`, `30m`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
     /// List the loaded detectors.
     Detectors {
         /// Config file.
@@ -115,6 +157,12 @@ enum Command {
 enum MatchFormat {
     Text,
     Jsonl,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -198,6 +246,23 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             patterns,
             literals,
         } => cmd_detectors(config.as_deref(), patterns, literals),
+        Command::Run {
+            config,
+            stdin,
+            state_dir,
+            log_format,
+        } => cmd_run(config, stdin, state_dir, log_format),
+        Command::State {
+            config,
+            state_dir,
+            format,
+        } => cmd_state(config.as_deref(), state_dir, format),
+        Command::Incidents {
+            config,
+            state_dir,
+            format,
+            since,
+        } => cmd_incidents(config.as_deref(), state_dir, format, since),
     }
 }
 
@@ -658,6 +723,145 @@ fn cmd_detectors(config: Option<&Path>, patterns: bool, literals: bool) -> Resul
             d.category.as_str(),
             cond
         )?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    // RUST_LOG-style filtering; `info` by default.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        // Containers: JSON objects on stdout, collected by the runtime.
+        LogFormat::Json => builder.json().with_writer(io::stdout).try_init(),
+        // systemd: plain text on stderr; journald adds the time.
+        LogFormat::Text => builder
+            .without_time()
+            .with_ansi(io::stderr().is_terminal())
+            .with_writer(io::stderr)
+            .try_init(),
+    };
+}
+
+fn cmd_run(
+    config: Option<PathBuf>,
+    stdin: bool,
+    state_dir: Option<PathBuf>,
+    log_format: LogFormat,
+) -> Result<u8, Failure> {
+    init_logging(log_format);
+    sentinela::daemon::run(sentinela::daemon::Options {
+        config,
+        stdin,
+        state_dir,
+    })?;
+    Ok(exit::OK)
+}
+
+/// The state file to read: `--state-dir`, else the config's `[state] dir`, else
+/// `$STATE_DIRECTORY`, else the packaged default.
+fn state_file(config: Option<&Path>, state_dir: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    let dir = match state_dir {
+        Some(d) => d,
+        None => {
+            let cfg = Config::discover(config)?;
+            cfg.file
+                .state
+                .dir
+                .clone()
+                .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/var/lib/sentinela"))
+        }
+    };
+    let file = dir.join(sentinela::state::STATE_FILE);
+    if !file.exists() {
+        return Err(fail(
+            exit::INPUT,
+            anyhow::anyhow!(
+                "no state file at {} (has `sentinela run` been started with this state directory?)",
+                file.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+fn cmd_state(
+    config: Option<&Path>,
+    state_dir: Option<PathBuf>,
+    format: ScanFormat,
+) -> Result<u8, Failure> {
+    let file = state_file(config, state_dir)?;
+    let store = sentinela::state::Store::open_read_only(&file)?;
+    let positions = store.positions()?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    match format {
+        ScanFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &positions).map_err(io::Error::from)?;
+            writeln!(out)?;
+        }
+        ScanFormat::Text => {
+            writeln!(
+                out,
+                "{:<16} {:<44} {:>12}  {:<20}  stream",
+                "source", "where", "offset", "updated"
+            )?;
+            for p in &positions {
+                let (place, offset) = match &p.position {
+                    sentinela::source::Position::File { path, offset, .. } => {
+                        (path.clone(), offset.to_string())
+                    }
+                    sentinela::source::Position::Journal { cursor } => (
+                        format!("cursor {}", cursor.chars().take(36).collect::<String>()),
+                        "-".into(),
+                    ),
+                };
+                writeln!(
+                    out,
+                    "{:<16} {:<44} {:>12}  {:<20}  {}",
+                    p.source,
+                    place,
+                    offset,
+                    format_rfc3339(p.updated_at),
+                    p.stream
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+fn cmd_incidents(
+    config: Option<&Path>,
+    state_dir: Option<PathBuf>,
+    format: ScanFormat,
+    since: Option<std::time::Duration>,
+) -> Result<u8, Failure> {
+    let file = state_file(config, state_dir)?;
+    let store = sentinela::state::Store::open_read_only(&file)?;
+    let since = since.map(|d| now_millis() - d.as_millis() as i64);
+    let incidents = store.incidents(since)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    match format {
+        ScanFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &json!({ "incidents": incidents }))
+                .map_err(io::Error::from)?;
+            writeln!(out)?;
+        }
+        ScanFormat::Text => {
+            for i in &incidents {
+                write_incident(&mut out, i)?;
+            }
+            writeln!(
+                out,
+                "{} incident{}",
+                incidents.len(),
+                if incidents.len() == 1 { "" } else { "s" }
+            )?;
+        }
     }
     out.flush()?;
     Ok(exit::OK)

@@ -19,11 +19,12 @@
 
 pub mod config;
 pub mod correlate;
+pub mod daemon;
 pub mod detect;
 pub mod detector;
 pub mod engine;
-pub mod http;
 pub mod error;
+pub mod http;
 pub mod incident;
 pub mod policy;
 pub mod scan;

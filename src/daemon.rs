@@ -1,0 +1,542 @@
+//! `sentinela run`: the long-running service.
+//!
+//! Sources run as tasks and send [`Batch`]es into one bounded channel (backpressure: a slow
+//! pipeline slows the readers, it never drops lines). The pipeline task owns the [`Engine`] and
+//! the [`Store`]: it processes each batch, remembers the batch's position, and commits
+//! positions, incidents and correlation state together every `commit_interval` (and at
+//! shutdown). That single transaction is what makes delivery exactly-once across crashes.
+//!
+//! Service behaviour: systemd `Type=notify` (READY once state is loaded and sources are open,
+//! STATUS, WATCHDOG pings from the pipeline loop only, so a stuck pipeline is restarted,
+//! RELOADING with the monotonic timestamp, STOPPING); SIGHUP reloads detectors, policy and
+//! engine limits (validated first; on error the old ones stay and the error is logged);
+//! SIGTERM/SIGINT drain: sources stop reading, queued batches are processed, state is
+//! committed, and the process exits within `DRAIN_TIMEOUT`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::engine::{Engine, Input};
+use crate::http::{Health, Metrics};
+use crate::scan::LineReader;
+use crate::source::{file, Batch, Position};
+use crate::state::{Commit, StateError, Store};
+use crate::timestamp::{now_millis, TimeParser, Zone};
+
+/// How long a SIGTERM drain may take before the daemon exits anyway (state is committed
+/// first; lines read but not committed are read again at the next start).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of `sentinela run`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Config file (else the usual discovery).
+    pub config: Option<PathBuf>,
+    /// Also read standard input as a source.
+    pub stdin: bool,
+    /// State directory override.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Config or detectors invalid.
+    #[error(transparent)]
+    Config(#[from] crate::Error),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Something the daemon needs could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A configuration the daemon cannot run with.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT, or until every source has ended (stdin closed).
+pub fn run(opts: Options) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(io_err("cannot start the async runtime"))?;
+    rt.block_on(run_async(opts))
+}
+
+/// The state directory: option, config, systemd's `STATE_DIRECTORY`, in that order.
+fn state_dir(opts: &Options, cfg: &Config) -> Result<PathBuf, DaemonError> {
+    if let Some(d) = &opts.state_dir {
+        return Ok(d.clone());
+    }
+    if let Some(d) = &cfg.file.state.dir {
+        return Ok(d.clone());
+    }
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd may pass several, separated by ':'; the first is ours.
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return Ok(PathBuf::from(first));
+    }
+    Err(DaemonError::Setup(
+        "no state directory: set [state] dir in the config, --state-dir, or run under systemd with StateDirectory=".into(),
+    ))
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    // Not running under systemd is fine: the call is a no-op without NOTIFY_SOCKET.
+    if let Err(e) = sd_notify::notify(false, states) {
+        warn!(message = "systemd notification failed.", error = %e);
+    }
+}
+
+async fn run_async(opts: Options) -> Result<(), DaemonError> {
+    let cfg = Config::discover(opts.config.as_deref())?;
+    let built = cfg.build()?;
+    let zone = built.zone;
+    let dir = state_dir(&opts, &cfg)?;
+    std::fs::create_dir_all(&dir).map_err(io_err(format!(
+        "cannot create state directory {}",
+        dir.display()
+    )))?;
+    let store = Store::open_dir(&dir)?;
+    let mut engine = Engine::new(built, cfg.file.engine.clone());
+    engine.restore(store.incidents(None)?, store.correlation()?);
+    let restored = engine.incidents.len();
+    let positions = store.positions()?;
+    info!(
+        message = "State loaded.",
+        state_dir = %dir.display(),
+        incidents = engine.incidents.len(),
+        positions = positions.len(),
+        detectors = engine.detectors.detectors.len()
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    if !cfg.file.http.listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&cfg.file.http.listen)
+            .await
+            .map_err(io_err(format!(
+                "cannot listen on {} ([http] listen)",
+                cfg.file.http.listen
+            )))?;
+        info!(message = "HTTP endpoints listening.", address = %cfg.file.http.listen);
+        tokio::spawn(crate::http::serve(
+            listener,
+            metrics.clone(),
+            health.clone(),
+        ));
+    }
+
+    let (tx, rx) = mpsc::channel::<(Arc<str>, Batch)>(64);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut sources = tokio::task::JoinSet::new();
+    let max_line = cfg.file.engine.max_line_bytes;
+    for f in &cfg.file.sources.file {
+        let committed: Vec<Position> = positions
+            .iter()
+            .filter(|p| p.source == f.name && matches!(p.position, Position::File { .. }))
+            .map(|p| p.position.clone())
+            .collect();
+        let first_start = committed.is_empty();
+        let tailer = file::FileTailer::new(&f.name, f, max_line, committed, first_start)
+            .map_err(|e| DaemonError::Setup(format!("source {:?}: {e}", f.name)))?;
+        sources.spawn(file::run(
+            tailer,
+            f.poll_interval,
+            tagged(&f.name, &tx),
+            shutdown_rx.clone(),
+        ));
+    }
+    if opts.stdin {
+        let tx = tagged("stdin", &tx);
+        sources.spawn(async move {
+            let _ = tokio::task::spawn_blocking(move || stdin_source(tx, max_line)).await;
+        });
+    }
+    drop(tx);
+    if sources.is_empty() {
+        return Err(DaemonError::Setup(
+            "no sources configured: add [[source.file]], [[source.journald]] or [[source.syslog]] to the config, or use --stdin".into(),
+        ));
+    }
+
+    health.set_ready(true);
+    notify(&[NotifyState::Ready, NotifyState::Status("running")]);
+    info!(message = "Running.", sources = sources.len());
+
+    let pipeline = Pipeline {
+        engine,
+        store,
+        zone,
+        inputs: HashMap::new(),
+        pending_positions: BTreeMap::new(),
+        pending_incidents: BTreeSet::new(),
+        pending_correlation: BTreeMap::new(),
+        metrics: metrics.clone(),
+        hits_seen: Vec::new(),
+        allowlisted_seen: Vec::new(),
+        evicted_seen: 0,
+        counted_incidents: restored,
+        lines: 0,
+    };
+    let result = pipeline
+        .run(
+            rx,
+            cfg.file.state.commit_interval,
+            opts.config.clone(),
+            shutdown_tx,
+        )
+        .await;
+    // Sources end when the shutdown flag is set or their input ends.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while sources.join_next().await.is_some() {}
+    })
+    .await;
+    health.set_ready(false);
+    result
+}
+
+/// A sender for one source: batches are tagged with the source's name (the key under which
+/// its positions are stored) and forwarded into the pipeline's channel, keeping backpressure.
+fn tagged(name: &str, tx: &mpsc::Sender<(Arc<str>, Batch)>) -> mpsc::Sender<Batch> {
+    let (stx, mut srx) = mpsc::channel::<Batch>(4);
+    let name: Arc<str> = name.into();
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        while let Some(b) = srx.recv().await {
+            if tx.send((name.clone(), b)).await.is_err() {
+                return;
+            }
+        }
+    });
+    stx
+}
+
+/// Reads standard input as a source until it closes (no position: stdin cannot be replayed).
+fn stdin_source(tx: mpsc::Sender<Batch>, max_line: usize) {
+    let stdin = io::stdin();
+    let mut lr = LineReader::new(stdin.lock(), max_line);
+    let mut truncated = 0;
+    loop {
+        match lr.next_block() {
+            Ok(Some(block)) => {
+                let mut data = block.to_vec();
+                if data.last() != Some(&b'\n') {
+                    data.push(b'\n');
+                }
+                let lines = memchr::memchr_iter(b'\n', &data).count() as u64;
+                let batch = Batch {
+                    stream: "stdin".into(),
+                    name: "-".into(),
+                    data,
+                    lines,
+                    position: None,
+                    labels: Vec::new(),
+                    truncated_lines: lr.truncated - truncated,
+                };
+                truncated = lr.truncated;
+                if tx.blocking_send(batch).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                error!(message = "Cannot read standard input.", error = %e);
+                return;
+            }
+        }
+    }
+}
+
+/// The pipeline task's state.
+struct Pipeline {
+    engine: Engine,
+    store: Store,
+    zone: Zone,
+    /// Per stream: line numbers, time-parser state, labels.
+    inputs: HashMap<String, Input>,
+    /// Latest uncommitted position per stream: (source name, position).
+    pending_positions: BTreeMap<String, (String, Position)>,
+    /// Incidents (indices) to write at the next commit.
+    pending_incidents: BTreeSet<usize>,
+    /// Correlation states to write at the next commit.
+    pending_correlation: BTreeMap<(String, String), Option<String>>,
+    metrics: Arc<Metrics>,
+    /// Per-detector counters already exported to metrics.
+    hits_seen: Vec<u64>,
+    allowlisted_seen: Vec<u64>,
+    evicted_seen: u64,
+    /// Incidents already counted in metrics (restored ones are not counted again).
+    counted_incidents: usize,
+    lines: u64,
+}
+
+impl Pipeline {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<(Arc<str>, Batch)>,
+        commit_interval: Duration,
+        config_path: Option<PathBuf>,
+        shutdown: watch::Sender<bool>,
+    ) -> Result<(), DaemonError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).map_err(io_err("cannot handle SIGHUP"))?;
+        let mut term = signal(SignalKind::terminate()).map_err(io_err("cannot handle SIGTERM"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(io_err("cannot handle SIGINT"))?;
+        let mut tick = tokio::time::interval(commit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = Instant::now();
+        loop {
+            tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some((src, b)) => {
+                        self.process(&src, b);
+                        if last_commit.elapsed() >= commit_interval {
+                            self.commit();
+                            last_commit = Instant::now();
+                        }
+                    }
+                    None => {
+                        info!(message = "All sources ended.");
+                        break;
+                    }
+                },
+                _ = tick.tick() => {
+                    self.commit();
+                    last_commit = Instant::now();
+                    // The watchdog is fed from the pipeline loop only: if processing or
+                    // committing hangs, systemd notices and restarts us.
+                    let status = format!(
+                        "{} lines, {} incidents",
+                        self.lines,
+                        self.engine.incidents.len()
+                    );
+                    notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+                }
+                _ = hup.recv() => self.reload(config_path.as_deref()),
+                _ = term.recv() => { info!(message = "SIGTERM: draining."); break; }
+                _ = int.recv() => { info!(message = "SIGINT: draining."); break; }
+            }
+        }
+        notify(&[NotifyState::Stopping]);
+        let _ = shutdown.send(true);
+        // Drain what the sources already read, bounded in time; then commit.
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((src, b))) => self.process(&src, b),
+                Ok(None) => break,
+                Err(_) => {
+                    warn!(message = "Drain timed out; uncommitted lines will be read again at the next start.");
+                    break;
+                }
+            }
+        }
+        self.commit();
+        if !self.pending_positions.is_empty() || !self.pending_incidents.is_empty() {
+            return Err(DaemonError::Setup(
+                "the final state commit failed; lines since the last commit will be read again at the next start".into(),
+            ));
+        }
+        info!(
+            message = "Stopped.",
+            lines = self.lines,
+            incidents = self.engine.incidents.len()
+        );
+        Ok(())
+    }
+
+    fn process(&mut self, source: &str, b: Batch) {
+        let zone = self.zone;
+        let input = self
+            .inputs
+            .entry(b.stream.clone())
+            .or_insert_with(|| Input::new(b.name.clone(), TimeParser::new(zone, now_millis())));
+        input.name.clone_from(&b.name);
+        input.labels.clone_from(&b.labels);
+        // Live input: the year of RFC 3164 timestamps is this year's.
+        input.time.reference = now_millis();
+        self.engine
+            .process_block(&b.data, input, true, |_, _, _| {});
+        let labels = [("source", source)];
+        self.metrics
+            .add("sentinela_lines_total", &labels, b.lines as f64);
+        self.metrics
+            .add("sentinela_bytes_total", &labels, b.data.len() as f64);
+        self.metrics.add(
+            "sentinela_truncated_lines_total",
+            &labels,
+            b.truncated_lines as f64,
+        );
+        if let Some(t) = input.last_time {
+            self.metrics.set(
+                "sentinela_source_lag_seconds",
+                &labels,
+                ((now_millis() - t) as f64 / 1000.0).max(0.0),
+            );
+        }
+        self.lines += b.lines;
+        if let Some(p) = b.position {
+            self.pending_positions
+                .insert(b.stream, (source.to_string(), p));
+        }
+        let changes = self.engine.take_changes();
+        self.pending_incidents.extend(changes.incidents);
+        for (d, k, s) in changes.correlation {
+            self.pending_correlation.insert((d, k), s);
+        }
+        self.export_engine_metrics();
+    }
+
+    /// Counts incidents opened since the last call (incidents are only ever appended).
+    fn count_new_incidents(&mut self) {
+        for inc in &self.engine.incidents[self.counted_incidents.min(self.engine.incidents.len())..]
+        {
+            self.metrics.add(
+                "sentinela_incidents_total",
+                &[
+                    ("detector", &inc.detector),
+                    ("priority", &inc.priority.to_string()),
+                ],
+                1.0,
+            );
+        }
+        self.counted_incidents = self.engine.incidents.len();
+    }
+
+    fn export_engine_metrics(&mut self) {
+        let st = &self.engine.stats;
+        self.hits_seen.resize(st.hits.len(), 0);
+        self.allowlisted_seen.resize(st.suppressed.len(), 0);
+        for (i, d) in self.engine.detectors.detectors.iter().enumerate() {
+            let dh = st.hits[i] - self.hits_seen[i].min(st.hits[i]);
+            let ds = st.suppressed[i] - self.allowlisted_seen[i].min(st.suppressed[i]);
+            self.metrics
+                .add("sentinela_hits_total", &[("detector", &d.id)], dh as f64);
+            self.metrics.add(
+                "sentinela_allowlisted_total",
+                &[("detector", &d.id)],
+                ds as f64,
+            );
+            self.hits_seen[i] = st.hits[i];
+            self.allowlisted_seen[i] = st.suppressed[i];
+        }
+        self.count_new_incidents();
+        let ev = self.engine.evicted_keys();
+        self.metrics.add(
+            "sentinela_correlation_evicted_total",
+            &[],
+            ev.saturating_sub(self.evicted_seen) as f64,
+        );
+        self.evicted_seen = ev;
+    }
+
+    /// Writes pending positions, incidents and correlation state in one transaction. On
+    /// failure everything stays pending and is retried at the next tick.
+    fn commit(&mut self) {
+        if self.pending_positions.is_empty()
+            && self.pending_incidents.is_empty()
+            && self.pending_correlation.is_empty()
+        {
+            return;
+        }
+        let new_incidents: Vec<usize> = self
+            .pending_incidents
+            .iter()
+            .copied()
+            .filter(|&i| i < self.engine.incidents.len())
+            .collect();
+        let commit = Commit {
+            positions: self
+                .pending_positions
+                .iter()
+                .map(|(stream, (src, p))| (stream.clone(), src.clone(), p.clone()))
+                .collect(),
+            incidents: new_incidents
+                .iter()
+                .map(|&i| &self.engine.incidents[i])
+                .collect(),
+            correlation: self
+                .pending_correlation
+                .iter()
+                .map(|((d, k), s)| (d.clone(), k.clone(), s.clone()))
+                .collect(),
+        };
+        let started = Instant::now();
+        match self.store.commit(&commit) {
+            Ok(()) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.metrics.add("sentinela_state_commits_total", &[], 1.0);
+                self.metrics
+                    .add("sentinela_state_commit_seconds_sum", &[], secs);
+                self.metrics
+                    .set("sentinela_state_commit_seconds_last", &[], secs);
+                self.pending_positions.clear();
+                self.pending_incidents.clear();
+                self.pending_correlation.clear();
+            }
+            Err(e) => {
+                self.metrics
+                    .add("sentinela_state_commit_errors_total", &[], 1.0);
+                error!(message = "State commit failed; will retry.", error = %e);
+            }
+        }
+    }
+
+    fn reload(&mut self, config_path: Option<&Path>) {
+        let mono = NotifyState::monotonic_usec_now().ok();
+        let mut states = vec![NotifyState::Reloading];
+        states.extend(mono);
+        notify(&states);
+        info!(message = "SIGHUP: reloading config and detectors.");
+        match Config::discover(config_path).and_then(|c| c.build().map(|b| (c, b))) {
+            Ok((cfg, built)) => {
+                // Commit first so that the old engine's changes are not lost.
+                self.commit();
+                self.zone = built.zone;
+                self.engine.reconfigure(built, cfg.file.engine.clone());
+                self.hits_seen.clear();
+                self.allowlisted_seen.clear();
+                self.evicted_seen = 0;
+                self.metrics
+                    .add("sentinela_reloads_total", &[("result", "ok")], 1.0);
+                info!(
+                    message = "Reloaded.",
+                    detectors = self.engine.detectors.detectors.len()
+                );
+            }
+            Err(e) => {
+                self.metrics
+                    .add("sentinela_reloads_total", &[("result", "error")], 1.0);
+                error!(message = "Reload failed; keeping the running config.", error = %e);
+            }
+        }
+        notify(&[NotifyState::Ready]);
+    }
+}
