@@ -81,7 +81,11 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(io_err("cannot start the async runtime"))?;
-    rt.block_on(run_async(opts))
+    let result = rt.block_on(run_async(opts));
+    // State is committed by now; do not wait for blocking reads that cannot be interrupted
+    // (standard input, a file read in progress).
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// The state directory: option, config, systemd's `STATE_DIRECTORY`, in that order.

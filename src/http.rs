@@ -23,20 +23,76 @@ pub struct Metrics {
 
 /// Help text and type of every metric we export.
 const METRICS: &[(&str, &str, &str)] = &[
-    ("sentinela_lines_total", "counter", "Lines read, per source."),
-    ("sentinela_bytes_total", "counter", "Bytes of complete lines read, per source."),
-    ("sentinela_truncated_lines_total", "counter", "Lines longer than the cap, cut, per source."),
-    ("sentinela_dropped_total", "counter", "Messages dropped (garbage, over limits), per source and reason."),
-    ("sentinela_source_lag_seconds", "gauge", "Now minus the event time of the latest line read, per source."),
-    ("sentinela_hits_total", "counter", "Detector hits, per detector."),
-    ("sentinela_incidents_total", "counter", "Incidents opened, per detector and priority."),
-    ("sentinela_allowlisted_total", "counter", "Hits suppressed by allowlists, per detector."),
-    ("sentinela_correlation_evicted_total", "counter", "Correlation keys evicted because of the key cap."),
-    ("sentinela_state_commits_total", "counter", "State store commits."),
-    ("sentinela_state_commit_errors_total", "counter", "State store commits that failed (retried)."),
-    ("sentinela_state_commit_seconds_sum", "counter", "Total time spent in state commits."),
-    ("sentinela_state_commit_seconds_last", "gauge", "Duration of the latest state commit."),
-    ("sentinela_reloads_total", "counter", "Config reloads, per result."),
+    (
+        "sentinela_lines_total",
+        "counter",
+        "Lines read, per source.",
+    ),
+    (
+        "sentinela_bytes_total",
+        "counter",
+        "Bytes of complete lines read, per source.",
+    ),
+    (
+        "sentinela_truncated_lines_total",
+        "counter",
+        "Lines longer than the cap, cut, per source.",
+    ),
+    (
+        "sentinela_dropped_total",
+        "counter",
+        "Messages dropped (garbage, over limits), per source and reason.",
+    ),
+    (
+        "sentinela_source_lag_seconds",
+        "gauge",
+        "Now minus the event time of the latest line read, per source.",
+    ),
+    (
+        "sentinela_hits_total",
+        "counter",
+        "Detector hits, per detector.",
+    ),
+    (
+        "sentinela_incidents_total",
+        "counter",
+        "Incidents opened, per detector and priority.",
+    ),
+    (
+        "sentinela_allowlisted_total",
+        "counter",
+        "Hits suppressed by allowlists, per detector.",
+    ),
+    (
+        "sentinela_correlation_evicted_total",
+        "counter",
+        "Correlation keys evicted because of the key cap.",
+    ),
+    (
+        "sentinela_state_commits_total",
+        "counter",
+        "State store commits.",
+    ),
+    (
+        "sentinela_state_commit_errors_total",
+        "counter",
+        "State store commits that failed (retried).",
+    ),
+    (
+        "sentinela_state_commit_seconds_sum",
+        "counter",
+        "Total time spent in state commits.",
+    ),
+    (
+        "sentinela_state_commit_seconds_last",
+        "gauge",
+        "Duration of the latest state commit.",
+    ),
+    (
+        "sentinela_reloads_total",
+        "counter",
+        "Config reloads, per result.",
+    ),
     ("sentinela_ready", "gauge", "1 when ready."),
 ];
 
@@ -47,7 +103,10 @@ fn label_string(labels: &[(&str, &str)]) -> String {
             s.push(',');
         }
         // Label values come from config names and detector ids, but escape anyway.
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let v = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         let _ = write!(s, "{k}=\"{v}\"");
     }
     s
@@ -78,7 +137,10 @@ impl Metrics {
     /// Sum of a metric over all label sets.
     pub fn total(&self, name: &'static str) -> f64 {
         let m = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter().filter(|((n, _), _)| *n == name).map(|(_, v)| v).sum()
+        m.iter()
+            .filter(|((n, _), _)| *n == name)
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// Prometheus text exposition format.
@@ -182,14 +244,14 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Arc<Hea
                 ("GET", "/readyz") => {
                     let (ok, body) = health.readiness();
                     metrics.set("sentinela_ready", &[], if ok { 1.0 } else { 0.0 });
-                    let status = if ok { "200 OK" } else { "503 Service Unavailable" };
+                    let status = if ok {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    };
                     (status, "text/plain", body)
                 }
-                ("GET", "/metrics") => (
-                    "200 OK",
-                    "text/plain; version=0.0.4",
-                    metrics.render(),
-                ),
+                ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
                 ("GET", _) => ("404 Not Found", "text/plain", "not found\n".into()),
                 _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
             };
@@ -215,8 +277,14 @@ mod tests {
         m.add("sentinela_hits_total", &[("detector", "a\"b")], 1.0);
         let text = m.render();
         assert!(text.contains("# TYPE sentinela_lines_total counter"));
-        assert!(text.contains("sentinela_lines_total{source=\"auth\"} 5\n"), "{text}");
-        assert!(text.contains("sentinela_hits_total{detector=\"a\\\"b\"} 1\n"), "{text}");
+        assert!(
+            text.contains("sentinela_lines_total{source=\"auth\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sentinela_hits_total{detector=\"a\\\"b\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -32,12 +32,24 @@
 //! [`run`] poll sooner; when the watcher cannot be created or a directory cannot be watched
 //! (no inotify, out of watches), `run` logs it once and relies on the poll interval.
 //!
+//! # Where reading starts
+//!
+//! A file with a stored position resumes there. At the very first start (no stored position
+//! for the source at all), `start_at = "end"` skips what the files present at the first poll
+//! hold; each skip is sent as a batch without lines, so that it is committed like a read and a
+//! restart does not read the skipped lines after all. Files that appear later are read from
+//! their start. A file found shorter than its stored position is followed from its end: it is
+//! most likely an old copy of a file that was read.
+//!
 //! # Lines
 //!
 //! Only complete lines are delivered; the offset in a [`Position`] is always at a line
 //! boundary. A line longer than the cap is delivered as its first `cap` bytes (plus `\n`),
 //! counted, and the rest of it is skipped up to its newline, without ever buffering more than
 //! `cap` bytes of it: a huge line costs reading time, not memory, and never stalls the file.
+//! For `docker` and `cri` files, complete raw lines go through the format's decoder, and the
+//! position only moves past the raw lines it consumed (a CRI message split in parts is
+//! committed when its last part is).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -56,7 +68,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use self::decode::{decoder_for, labels_for, LineDecoder};
+use super::container::{decoder_for, labels_for, LineDecoder};
 use super::{Batch, Position};
 use crate::config::{FileFormat, FileSourceConfig, StartAt};
 
@@ -147,7 +159,7 @@ pub struct FileTailer {
     /// so that an unchanged file is not opened again at every walk.
     probes: HashMap<(u64, u64), Probe>,
     /// Current problem of each path, so that it is logged once per change.
-    problems: HashMap<PathBuf, (Problem, u64)>,
+    problems: HashMap<(PathBuf, bool), (Problem, u64)>,
     polls: u64,
     round_robin: usize,
     scratch: Vec<u8>,
@@ -206,6 +218,10 @@ struct Tracked {
     seen: bool,
     /// Since when no glob matches it (moved away or deleted): drained, then let go.
     orphan_since: Option<Instant>,
+    /// Content was skipped (`start_at = "end"`) and no batch carried the position yet: the
+    /// next poll sends one without lines, so that the skip is committed like a read and a
+    /// restart does not read the skipped lines after all.
+    announce: bool,
 }
 
 /// One complete raw line handed to a decoder: how many bytes it takes in the raw buffer and
@@ -367,9 +383,11 @@ impl FileTailer {
     }
 
     /// Discovers files, detects rotation and truncation, and reads new complete lines, at most
-    /// `budget` bytes in total (at least one read's worth of progress is always made when
-    /// there is data). Returns one batch per file that produced lines. Never waits for data.
-    /// Problems with individual files are logged (once per change) and counted in
+    /// `budget` bytes in total (a budget of 0 counts as 1, so there is always progress; files
+    /// take turns going first). Returns one batch per file that produced lines, plus, once per
+    /// file skipped by `start_at = "end"`, a batch with no lines that carries the position
+    /// after the skipped content (commit it like any other). Never waits for data. Problems
+    /// with individual files are logged (once per change) and counted in
     /// [`stats`](Self::stats), never returned: one bad file does not stop the others.
     pub fn poll(&mut self, budget: usize) -> Vec<Batch> {
         self.poll_with(budget, true)
@@ -539,11 +557,15 @@ impl FileTailer {
             }
         }
 
-        // The inode a stored position was last seen at wins over other files with the same
-        // content (the original over its copy); otherwise path order decides.
-        found.sort_by_key(
-            |f| !matches!(self.dormant.get(&f.fp), Some(d) if (d.dev, d.ino) == f.key),
-        );
+        // Among files with the same first line, the inode a stored position was last seen at
+        // wins (the original over its copies), then the largest (a copy made earlier is a
+        // prefix of the live file), then path order.
+        found.sort_by_key(|f| {
+            (
+                !matches!(self.dormant.get(&f.fp), Some(d) if (d.dev, d.ino) == f.key),
+                std::cmp::Reverse(f.size),
+            )
+        });
         for f in found {
             self.adopt(f, poll);
         }
@@ -637,6 +659,7 @@ impl FileTailer {
                 }
             },
         };
+        let mut skipped = false;
         let start = match self.dormant.remove(&f.fp) {
             Some(d) if d.offset <= f.size => {
                 if d.path != f.path.to_string_lossy() {
@@ -647,16 +670,29 @@ impl FileTailer {
                 }
                 d.offset
             }
+            // Shorter than what was read of it: a copy of an earlier state of the file (its
+            // lines were read in the original), or a file rewritten with the same first line.
+            // The first is the common case; following it from its end avoids delivering its
+            // lines twice.
             Some(d) => {
                 warn!(
                     source = %self.name, path = %f.path.display(), offset = d.offset, size = f.size,
-                    "file is shorter than its stored position; reading it from the start"
+                    "file is shorter than its stored position (an old copy?); following it from its end"
                 );
-                0
+                match last_line_end(&file, f.size) {
+                    Ok(end) => end,
+                    Err(e) => {
+                        self.report(&f.path, Problem::ReadFailed, &e);
+                        return;
+                    }
+                }
             }
             None if self.first_start && poll == 1 && self.start_at == StartAt::End => {
                 match last_line_end(&file, f.size) {
-                    Ok(end) => end,
+                    Ok(end) => {
+                        skipped = end > 0;
+                        end
+                    }
                     Err(e) => {
                         self.report(&f.path, Problem::ReadFailed, &e);
                         return;
@@ -688,6 +724,7 @@ impl FileTailer {
             nlink: 1,
             seen: true,
             orphan_since: None,
+            announce: skipped,
         });
     }
 
@@ -715,7 +752,7 @@ impl FileTailer {
                 return;
             }
         };
-        self.resolved(dir);
+        self.resolved_as(dir, true);
         let descend = (recursive || depth > 1) && level < MAX_WALK_DEPTH;
         for entry in entries.flatten() {
             let path = if dir.as_os_str().is_empty() {
@@ -763,13 +800,31 @@ impl FileTailer {
         self.round_robin = self.round_robin.wrapping_add(1);
         let mut left = budget.max(1);
         for k in 0..n {
-            if left == 0 {
-                break;
-            }
             let i = (first + k) % n;
-            match self.read_one(i, &mut left) {
-                Ok(Some(b)) => batches.push(b),
-                Ok(None) => {}
+            let read = if left > 0 {
+                self.read_one(i, &mut left)
+            } else {
+                Ok(None)
+            };
+            match read {
+                Ok(b) => {
+                    // A skip is announced whatever the budget: it costs nothing, and the
+                    // sooner it is committed, the smaller the window in which a crash makes
+                    // the next start read the skipped content after all.
+                    let t = &mut self.tracked[i];
+                    let announce = std::mem::take(&mut t.announce);
+                    batches.extend(b.or_else(|| {
+                        announce.then(|| Batch {
+                            stream: format!("file:{}", t.fp),
+                            name: t.path.to_string_lossy().into_owned(),
+                            data: Vec::new(),
+                            lines: 0,
+                            position: Some(position(t)),
+                            labels: t.labels.clone(),
+                            truncated_lines: 0,
+                        })
+                    }));
+                }
                 Err(e) => {
                     let path = self.tracked[i].path.clone();
                     self.report(&path, Problem::ReadFailed, &e);
@@ -781,8 +836,12 @@ impl FileTailer {
 
     /// Reads new bytes of one file and turns its complete lines into a batch.
     fn read_one(&mut self, i: usize, left: &mut usize) -> io::Result<Option<Batch>> {
-        let cap = self.cap;
         let t = &mut self.tracked[i];
+        let cap = if t.decoder.is_some() {
+            raw_cap(self.cap)
+        } else {
+            self.cap
+        };
         if t.read_pos >= t.size {
             return Ok(None);
         }
@@ -861,11 +920,13 @@ impl FileTailer {
                 raw
             };
             let mut data = Vec::new();
+            let cut_before = decoder.counters().truncated;
             let (consumed, decoded) = if raw.is_empty() {
                 (0, 0)
             } else {
                 decoder.decode(&raw, &mut data)
             };
+            let decoder_cut = decoder.counters().truncated.saturating_sub(cut_before);
             let consumed = consumed.min(raw.len());
             // Map the consumed raw bytes back to file bytes, line by line (cut lines are
             // shorter in `raw` than in the file).
@@ -881,6 +942,9 @@ impl FileTailer {
             t.undecoded = raw;
             t.undecoded.drain(..taken.min(t.undecoded.len()));
             t.offset += advance;
+            // Cut raw lines are malformed for the decoder (passed through, not counted by
+            // it), so the two counts never cover the same line.
+            cut += decoder_cut;
             self.stats.lines += decoded;
             self.stats.truncated_lines += cut;
             (advance > 0).then(|| Batch {
@@ -906,7 +970,7 @@ impl FileTailer {
                 truncated_lines: truncated,
             })
         };
-        if batch.is_some() || error.is_none() {
+        if (batch.is_some() || error.is_none()) && !self.problems.is_empty() {
             let path = t.path.clone();
             self.resolved(&path);
         }
@@ -969,21 +1033,36 @@ impl FileTailer {
         }
     }
 
-    /// Logs a path's problem when it is new or different, and counts it.
+    /// Logs a path's problem when it is new or different, and counts it. Listing a path as a
+    /// directory and reading it as a file are tracked apart: one path can be both a good file
+    /// and the unlistable prefix of another pattern.
     fn report(&mut self, path: &Path, kind: Problem, err: &dyn fmt::Display) {
         let poll = self.polls;
-        match self.problems.get_mut(path) {
+        let key = (path.to_path_buf(), kind == Problem::Unlistable);
+        match self.problems.get_mut(&key) {
             Some((k, seen)) if *k == kind => *seen = poll,
             _ => {
                 warn!(source = %self.name, path = %path.display(), "{}: {err}", kind.describe());
                 self.stats.read_errors += 1;
-                self.problems.insert(path.to_path_buf(), (kind, poll));
+                self.problems.insert(key, (kind, poll));
             }
         }
     }
 
+    /// The file at `path` was opened or read fine.
     fn resolved(&mut self, path: &Path) {
-        if self.problems.remove(path).is_some() {
+        self.resolved_as(path, false);
+    }
+
+    fn resolved_as(&mut self, path: &Path, listing: bool) {
+        if self.problems.is_empty() {
+            return;
+        }
+        if self
+            .problems
+            .remove(&(path.to_path_buf(), listing))
+            .is_some()
+        {
             info!(source = %self.name, path = %path.display(), "path is fine again");
         }
     }
@@ -1092,6 +1171,13 @@ fn last_line_end(file: &File, size: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// The cap on raw lines of decoded formats: wider than the line cap, so that a JSON line whose
+/// escapes make it up to six times longer than its message is not cut into invalid JSON. The
+/// decoder cuts the decoded line at the line cap; this only bounds memory on garbage.
+fn raw_cap(cap: usize) -> usize {
+    cap.saturating_mul(6).saturating_add(4096)
 }
 
 /// Wake-ups from the watcher: `rescan` is set for anything but "a file grew".
@@ -1272,37 +1358,6 @@ pub async fn run(
     }
 }
 
-/// Stand-in for the decoders of `super::container` (a stub when this was written): the same
-/// interface, no decoding. Once `container` provides `LineDecoder`, `decoder_for` and
-/// `labels_for`, replace `self::decode` by `super::container` in the `use` at the top and
-/// delete this module.
-mod decode {
-    use std::path::Path;
-
-    use crate::config::FileFormat;
-
-    /// Turns raw complete lines into decoded lines.
-    pub trait LineDecoder: Send {
-        /// Decodes lines from `raw` into `out`; returns the raw bytes consumed (ending at a
-        /// line boundary) and the decoded lines.
-        fn decode(&mut self, raw: &[u8], out: &mut Vec<u8>) -> (usize, u64);
-    }
-
-    /// The decoder of a format (none: lines pass through).
-    pub fn decoder_for(
-        _format: FileFormat,
-        _path: &Path,
-        _max_line_bytes: usize,
-    ) -> Option<Box<dyn LineDecoder>> {
-        None
-    }
-
-    /// Labels from a container log path.
-    pub fn labels_for(_format: FileFormat, _path: &Path) -> Vec<(String, String)> {
-        Vec::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1359,9 +1414,11 @@ mod tests {
     fn decoder_offsets_stop_at_the_last_consumed_line_and_count_cut_lines_in_file_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        // Cap 8: the second part is cut (15 bytes in the file, 8 + newline in raw).
-        fs::write(&path, b"Fhead\nPab\nPcdefghijklmno\n").unwrap();
-        let mut t = tailer(dir.path(), 8);
+        // The second part is longer than the raw cap: cut in raw, whole in the file.
+        let cap = 8;
+        let long = format!("P{}", "c".repeat(raw_cap(cap) + 10));
+        fs::write(&path, format!("Fhead\nPab\n{long}\n")).unwrap();
+        let mut t = tailer(dir.path(), cap);
         let b = t.poll(1 << 20);
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].data, b"head\n");
@@ -1372,10 +1429,11 @@ mod tests {
         io::Write::write_all(&mut f, b"Fz\nPnext").unwrap();
         let b = t.poll(1 << 20);
         assert_eq!(b.len(), 1);
-        assert_eq!(b[0].data, b"abcdefghiz\n");
+        let want = format!("ab{}z\n", &long[1..raw_cap(cap)]);
+        assert_eq!(String::from_utf8_lossy(&b[0].data), want);
         assert_eq!(b[0].lines, 1);
         assert_eq!(b[0].truncated_lines, 1);
-        assert_eq!(offset(&b[0]), 6 + 4 + 15 + 3);
+        assert_eq!(offset(&b[0]), (6 + 4 + long.len() + 1 + 3) as u64);
         assert!(t.poll(1 << 20).is_empty());
     }
 
