@@ -553,6 +553,61 @@ impl Config {
             ));
         }
 
+        // Sources: names unique per kind (they key the stored positions), addresses valid.
+        let mut names = std::collections::HashSet::new();
+        for (kind, name) in f
+            .sources
+            .file
+            .iter()
+            .map(|s| ("file", &s.name))
+            .chain(f.sources.journald.iter().map(|s| ("journald", &s.name)))
+            .chain(f.sources.syslog.iter().map(|s| ("syslog", &s.name)))
+        {
+            if !names.insert((kind, name)) {
+                err(
+                    0,
+                    format!("two [[source.{kind}]] have the name {name:?}; names must be unique"),
+                );
+            }
+        }
+        for s in &f.sources.file {
+            if s.include.is_empty() {
+                err(
+                    0,
+                    format!("[[source.file]] {:?}: `include` is empty", s.name),
+                );
+            }
+            for g in s.include.iter().chain(&s.exclude) {
+                if let Err(e) = Glob::new(g.get_ref()) {
+                    err(g.span().start, format!("invalid glob: {e}"));
+                }
+            }
+        }
+        for j in &f.sources.journald {
+            if let Err(e) = crate::source::journald::validate(j) {
+                err(0, format!("[[source.journald]] {:?}: {e}", j.name));
+            }
+        }
+        for sl in &f.sources.syslog {
+            if sl.udp.is_none() && sl.tcp.is_none() {
+                err(
+                    0,
+                    format!("[[source.syslog]] {:?}: set `udp` and/or `tcp`", sl.name),
+                );
+            }
+            for a in sl.udp.iter().chain(&sl.tcp) {
+                if crate::source::syslog::parse_listen_address(a.get_ref()).is_none() {
+                    err(
+                        a.span().start,
+                        format!("invalid listen address {:?}; expected e.g. \"127.0.0.1:5514\" or \"[::1]:5514\"", a.get_ref()),
+                    );
+                }
+            }
+            if sl.max_connections == 0 || sl.max_message_bytes == 0 {
+                err(0, format!("[[source.syslog]] {:?}: max_connections and max_message_bytes must be at least 1", sl.name));
+            }
+        }
+
         // Detectors: shipped pack, then local paths relative to the config file.
         let base = self.path.parent().unwrap_or(Path::new("."));
         let dirs: Vec<PathBuf> = f

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Input};
 use crate::http::{Health, Metrics};
 use crate::scan::LineReader;
-use crate::source::{file, Batch, Position};
+use crate::source::{file, journald, syslog, Batch, Position};
 use crate::state::{Commit, StateError, Store};
 use crate::timestamp::{now_millis, TimeParser, Zone};
 
@@ -177,6 +177,38 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             shutdown_rx.clone(),
         ));
     }
+    let mut journald_stats = Vec::new();
+    for j in &cfg.file.sources.journald {
+        let stream = format!("journald:{}", j.name);
+        let cursor = positions.iter().find_map(|p| match &p.position {
+            Position::Journal { cursor } if p.stream == stream => Some(cursor.clone()),
+            _ => None,
+        });
+        let stats = Arc::new(journald::JournaldStats::default());
+        journald_stats.push((j.name.clone(), stats.clone()));
+        let (cfg, tx, shutdown) = (j.clone(), tagged(&j.name, &tx), shutdown_rx.clone());
+        sources.spawn(async move {
+            let name = cfg.name.clone();
+            if let Err(e) = journald::run(cfg, cursor, tx, shutdown, stats).await {
+                error!(message = "journald source stopped.", source = %name, error = %e);
+            }
+        });
+    }
+    let mut syslog_stats = Vec::new();
+    for sl in &cfg.file.sources.syslog {
+        let stats = Arc::new(syslog::SyslogStats::default());
+        let listener = syslog::bind(sl, stats.clone())
+            .await
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        info!(
+            message = "Syslog receiver listening.",
+            source = %sl.name,
+            udp = ?listener.udp_addr(),
+            tcp = ?listener.tcp_addr()
+        );
+        syslog_stats.push((sl.name.clone(), stats));
+        sources.spawn(listener.run(tagged(&sl.name, &tx), shutdown_rx.clone()));
+    }
     if opts.stdin {
         let tx = tagged("stdin", &tx);
         sources.spawn(async move {
@@ -194,7 +226,12 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     notify(&[NotifyState::Ready, NotifyState::Status("running")]);
     info!(message = "Running.", sources = sources.len());
 
+    let source_stats = SourceStats {
+        journald: journald_stats,
+        syslog: syslog_stats,
+    };
     let pipeline = Pipeline {
+        source_stats,
         engine,
         store,
         zone,
@@ -278,8 +315,52 @@ fn stdin_source(tx: mpsc::Sender<Batch>, max_line: usize) {
     }
 }
 
+/// Counters kept by the sources themselves (network and subprocess problems), exported at
+/// every tick.
+struct SourceStats {
+    journald: Vec<(String, Arc<journald::JournaldStats>)>,
+    syslog: Vec<(String, Arc<syslog::SyslogStats>)>,
+}
+
+impl SourceStats {
+    fn export(&self, m: &Metrics) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, s) in &self.syslog {
+            for (reason, v) in [
+                ("truncated", &s.truncated),
+                ("no_pri", &s.no_pri),
+                ("malformed_rfc5424", &s.malformed_rfc5424),
+                ("connection_rejected", &s.connections_rejected),
+                ("connection_timed_out", &s.connections_timed_out),
+                ("error", &s.errors),
+            ] {
+                m.set(
+                    "sentinela_dropped_total",
+                    &[("source", name), ("reason", reason)],
+                    v.load(Relaxed) as f64,
+                );
+            }
+        }
+        for (name, s) in &self.journald {
+            for (reason, v) in [
+                ("truncated", &s.truncated),
+                ("invalid_entry", &s.invalid_entries),
+                ("journalctl_exit", &s.exits),
+                ("journalctl_spawn_failure", &s.spawn_failures),
+            ] {
+                m.set(
+                    "sentinela_dropped_total",
+                    &[("source", name), ("reason", reason)],
+                    v.load(Relaxed) as f64,
+                );
+            }
+        }
+    }
+}
+
 /// The pipeline task's state.
 struct Pipeline {
+    source_stats: SourceStats,
     engine: Engine,
     store: Store,
     zone: Zone,
@@ -333,6 +414,7 @@ impl Pipeline {
                 },
                 _ = tick.tick() => {
                     self.commit();
+                    self.source_stats.export(&self.metrics);
                     last_commit = Instant::now();
                     // The watchdog is fed from the pipeline loop only: if processing or
                     // committing hangs, systemd notices and restarts us.

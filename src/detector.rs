@@ -51,6 +51,10 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "error.message",
     "file.path",
     "rule.id",
+    "container.id",
+    "container.name",
+    "orchestrator.namespace",
+    "orchestrator.resource.name",
 ];
 
 /// How bad an event is, before the asset it happened on is considered.

@@ -608,3 +608,122 @@ fn shipped_systemd_unit_passes_systemd_analyze_verify() {
         "systemd-analyze verify:\n{err}"
     );
 }
+
+#[test]
+fn syslog_messages_sent_with_logger_over_udp_and_tcp_become_incidents() {
+    let port = free_port();
+    let env = Env::new(&format!(
+        "[[source.syslog]]\nname = \"net\"\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
+    ));
+    let d = env.start();
+    for (n, proto, format) in [
+        (1, "--tcp", "--rfc3164"),
+        (2, "--tcp", "--rfc5424"),
+        (3, "--udp", "--rfc3164"),
+        (4, "--udp", "--rfc5424"),
+    ] {
+        let ok = Command::new("logger")
+            .args([
+                "--server",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                proto,
+                format,
+            ])
+            .args(["-t", "app", "--id=77", &format!("SEQ {n} end")])
+            .status()
+            .expect("logger (util-linux) must be installed: .ci/run installs it")
+            .success();
+        assert!(ok);
+    }
+    env.wait_until("4 incidents from syslog", || env.counts().len() == 4);
+    let doc = env.cli_json("incidents");
+    let sources: Vec<&str> = doc["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["source"].as_str().unwrap())
+        .collect();
+    assert!(sources.iter().all(|s| *s == "syslog:net"), "{sources:?}");
+    assert!(d.stop().success());
+}
+
+/// Builds a journal file from journal export format with the real systemd-journal-remote.
+fn write_journal(dir: &std::path::Path, file: &str, seqs: std::ops::Range<u64>) {
+    let mut export = String::new();
+    for n in seqs {
+        export.push_str(&format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n\
+             MESSAGE=SEQ {n} end\nSYSLOG_IDENTIFIER=app\n_PID=7\n_HOSTNAME=host1\n\n",
+            1_772_359_200_000_000 + n * 1000,
+            1_000_000 + n
+        ));
+    }
+    let remote = [
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("systemd-journal-remote must be installed: .ci/run installs it");
+    let mut child = Command::new(remote)
+        .arg(format!("--output={}", dir.join(file).display()))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(export.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn journald_cursor_is_committed_with_the_incidents_and_resumed_after_kill_9() {
+    let env = Env::new("");
+    let jdir = env.path("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    write_journal(&jdir, "a.journal", 0..50);
+    // Only the journal: drop the file source.
+    let text = std::fs::read_to_string(env.config()).unwrap();
+    let cut = text.find("[[source.file]]").unwrap();
+    std::fs::write(
+        env.config(),
+        format!(
+            "{}[[source.journald]]\nname = \"j\"\ndirectory = \"{}\"\nstart_at = \"beginning\"\n",
+            &text[..cut],
+            jdir.display()
+        ),
+    )
+    .unwrap();
+    let d = env.start();
+    env.wait_until("50 journal incidents", || env.counts().len() == 50);
+    d.kill9();
+    let state = env.cli_json("state");
+    assert_eq!(state[0]["stream"], "journald:j", "{state}");
+    assert_eq!(state[0]["position"]["kind"], "journal");
+    // New entries while stopped; the restart resumes after the committed cursor.
+    write_journal(&jdir, "b.journal", 50..80);
+    let d = env.start();
+    env.wait_until("80 journal incidents", || env.counts().len() == 80);
+    assert!(d.stop().success());
+    let counts = env.counts();
+    assert!(
+        counts.values().all(|&c| c == 1),
+        "an entry was counted twice: {counts:?}"
+    );
+    let doc = env.cli_json("incidents");
+    let inc = &doc["incidents"][0];
+    assert_eq!(inc["fields"]["host.name"], "host1", "{inc}");
+    assert_eq!(inc["source"], "journald:j");
+}
