@@ -157,7 +157,8 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         ));
     }
 
-    let (tx, rx) = mpsc::channel::<(Arc<str>, Batch)>(64);
+    // Bounded: at most ~16 batches (each at most ~1 MiB) wait for the pipeline.
+    let (tx, rx) = mpsc::channel::<(Arc<str>, Batch)>(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut sources = tokio::task::JoinSet::new();
     let max_line = cfg.file.engine.max_line_bytes;
@@ -401,11 +402,15 @@ impl Pipeline {
             tokio::select! {
                 batch = rx.recv() => match batch {
                     Some((src, b)) => {
-                        self.process(&src, b);
-                        if last_commit.elapsed() >= commit_interval {
-                            self.commit();
-                            last_commit = Instant::now();
-                        }
+                        // Matching and the SQLite commit (fsync) are blocking work: tell the
+                        // runtime, so the sources' tasks move to the other worker meanwhile.
+                        tokio::task::block_in_place(|| {
+                            self.process(&src, b);
+                            if last_commit.elapsed() >= commit_interval {
+                                self.commit();
+                                last_commit = Instant::now();
+                            }
+                        });
                     }
                     None => {
                         info!(message = "All sources ended.");
@@ -413,7 +418,7 @@ impl Pipeline {
                     }
                 },
                 _ = tick.tick() => {
-                    self.commit();
+                    tokio::task::block_in_place(|| self.commit());
                     self.source_stats.export(&self.metrics);
                     last_commit = Instant::now();
                     // The watchdog is fed from the pipeline loop only: if processing or

@@ -413,7 +413,12 @@ impl FileTailer {
     fn poll_with(&mut self, budget: usize, rescan: bool) -> Vec<Batch> {
         self.polls += 1;
         let now = Instant::now();
-        let mut rescan = rescan || self.polls == 1;
+        // A matching file whose first line is not complete yet has no identity and is not
+        // followed, so a "file grew" event for it only helps if the walk runs: keep walking
+        // at every poll while such a file exists (otherwise its first lines would wait for
+        // the poll interval).
+        let waiting_for_first_line = self.probes.values().any(|p| p.fp.is_none());
+        let mut rescan = rescan || self.polls == 1 || waiting_for_first_line;
         let mut i = 0;
         while i < self.tracked.len() {
             if self.refresh(i) {
