@@ -30,6 +30,7 @@ pub mod policy;
 pub mod scan;
 pub mod source;
 pub mod state;
+pub mod ticket;
 pub mod timestamp;
 
 pub use error::{Error, Result};
