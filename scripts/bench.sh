@@ -42,7 +42,7 @@ if [[ ${BENCH_INSTALL:-0} == 1 ]]; then
 fi
 
 say "building release binaries"
-cargo build --release --bins >&2
+cargo build --release --bins --examples >&2
 BIN=$ROOT/target/release
 
 if [[ -n ${BENCH_DIR:-} ]]; then
@@ -215,4 +215,12 @@ if [[ -f $WORK/rg-auth.log.out ]]; then
 fi
 if [[ -f $WORK/f2b.out ]]; then
     grep -E '^Lines:' "$WORK/f2b.out" | sed 's/^/fail2ban-regex /' || true
+fi
+
+# The daemon end to end: `sentinela run` following a growing file, append-to-incident
+# latency, idle CPU (examples/bench_run.rs).
+if [[ ${BENCH_RUN:-1} == 1 ]]; then
+    echo
+    echo "sentinela run (daemon), ${MB} MiB auth log:"
+    timeout "${BENCH_TIMEOUT:-900}" target/release/examples/bench_run "$MB" || say "bench_run failed"
 fi
