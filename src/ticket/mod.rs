@@ -123,7 +123,11 @@ impl HttpRequest {
     pub fn display_redacted(&self) -> String {
         let mut out = format!("{} {}\n", self.method, self.url);
         for h in &self.headers {
-            let v = if h.secret { "<redacted>" } else { h.value.as_str() };
+            let v = if h.secret {
+                "<redacted>"
+            } else {
+                h.value.as_str()
+            };
             out.push_str(&format!("{}: {}\n", h.name, v));
         }
         if let Some(b) = &self.body {
