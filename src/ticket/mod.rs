@@ -11,6 +11,7 @@
 //! outbox build on these types.
 
 pub mod adapter;
+pub mod lifecycle;
 pub mod render;
 
 use std::collections::BTreeMap;
