@@ -278,15 +278,18 @@ impl Lifecycle {
         }
     }
 
-    /// Whether the creation quotas allow one more ticket for this incident. Checks all three
-    /// and only then consumes, so a refusal by one does not use up the others.
+    /// Whether the creation quotas allow one more ticket for this incident. The most
+    /// specific quota is asked first (priority, detector, then global) and the first refusal
+    /// stops: governor has no "peek", so a quota asked before the refusing one has spent a
+    /// token; asking the narrow ones first keeps a storm of one detector from spending the
+    /// global quota of everyone else.
     fn quota_allows(&self, i: &Incident) -> bool {
         let pkey = i.priority.to_string();
-        let prio = self.per_priority.get(&i.priority);
-        let ok = self.global.check_key(&String::new()).is_ok();
-        let ok = ok && self.per_detector.check_key(&i.detector).is_ok();
-        let ok = ok && prio.is_none_or(|l| l.check_key(&pkey).is_ok());
-        ok
+        self.per_priority
+            .get(&i.priority)
+            .is_none_or(|l| l.check_key(&pkey).is_ok())
+            && self.per_detector.check_key(&i.detector).is_ok()
+            && self.global.check_key(&String::new()).is_ok()
     }
 
     /// The digest key for an incident at time `now`: one per detector and window.
