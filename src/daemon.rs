@@ -578,6 +578,7 @@ impl Pipeline {
                 .iter()
                 .map(|((d, k), s)| (d.clone(), k.clone(), s.clone()))
                 .collect(),
+            ..Commit::default()
         };
         let started = Instant::now();
         match self.store.commit(&commit) {

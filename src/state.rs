@@ -18,6 +18,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::incident::{Evidence, Incident};
 use crate::source::Position;
+use crate::ticket::lifecycle::{Operation, TicketRecord};
 use crate::timestamp::{now_millis, Millis};
 
 /// File name of the state database inside the state directory.
@@ -57,6 +58,28 @@ const MIGRATIONS: &[&str] = &[
         state    TEXT NOT NULL,
         PRIMARY KEY (detector, key)
      );",
+    // 2: ticket records and the outbox.
+    "CREATE TABLE tickets (
+        fingerprint TEXT NOT NULL,
+        helpdesk    TEXT NOT NULL,
+        record      TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (fingerprint, helpdesk)
+     );
+     CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        helpdesk        TEXT NOT NULL,
+        fingerprint     TEXT NOT NULL,
+        operation       TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+     );
+     CREATE INDEX outbox_due ON outbox(helpdesk, state, next_attempt_at);
+     CREATE INDEX outbox_fingerprint ON outbox(helpdesk, fingerprint, id);",
 ];
 
 /// Errors of the state store.
@@ -126,13 +149,44 @@ pub struct Commit<'a> {
     pub incidents: Vec<&'a Incident>,
     /// Correlation states to store (`Some(state)`) or delete (`None`): (detector, key, state).
     pub correlation: Vec<(String, String, Option<String>)>,
+    /// Ticket records to store.
+    pub tickets: Vec<TicketRecord>,
+    /// Operations to queue: (help desk, fingerprint, operation).
+    pub outbox: Vec<(String, String, Operation)>,
 }
 
 impl Commit<'_> {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.positions.is_empty() && self.incidents.is_empty() && self.correlation.is_empty()
+        self.positions.is_empty()
+            && self.incidents.is_empty()
+            && self.correlation.is_empty()
+            && self.tickets.is_empty()
+            && self.outbox.is_empty()
     }
+}
+
+/// One queued ticket operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    /// Queue id (order of queueing).
+    pub id: i64,
+    /// Help desk name.
+    pub helpdesk: String,
+    /// Incident fingerprint (or digest key).
+    pub fingerprint: String,
+    /// What to do.
+    pub operation: Operation,
+    /// `pending`, `blocked` (needs an operator), `done`, `dropped`.
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// Not before this time (ms).
+    pub next_attempt_at: Millis,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it was queued (ms).
+    pub created_at: Millis,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,7 +223,7 @@ impl Store {
     }
 
     /// Opens an existing database read-only (for `sentinela state` / `incidents` while the
-    /// daemon runs).
+    /// daemon runs). Use [`Store::open`] for operator changes (`sentinela outbox retry`).
     pub fn open_read_only(path: &Path) -> Result<Store, StateError> {
         let conn = Connection::open_with_flags(
             path,
@@ -311,8 +365,202 @@ impl Store {
                     None => del.execute(params![det, key]).map_err(e)?,
                 };
             }
+            let mut tk = tx
+                .prepare_cached(
+                    "INSERT INTO tickets (fingerprint, helpdesk, record, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(fingerprint, helpdesk) DO UPDATE SET record = ?3, updated_at = ?4",
+                )
+                .map_err(e)?;
+            for r in &c.tickets {
+                let json = serde_json::to_string(r).expect("records serialize");
+                tk.execute(params![r.fingerprint, r.helpdesk, json, now])
+                    .map_err(e)?;
+            }
+            let mut ob = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (helpdesk, fingerprint, operation, state, next_attempt_at, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+                )
+                .map_err(e)?;
+            for (hd, fp, op) in &c.outbox {
+                let json = serde_json::to_string(op).expect("operations serialize");
+                ob.execute(params![hd, fp, json, now]).map_err(e)?;
+            }
         }
         tx.commit().map_err(e)
+    }
+
+    /// Every ticket record of a help desk.
+    pub fn tickets(&self, helpdesk: &str) -> Result<Vec<TicketRecord>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT record FROM tickets WHERE helpdesk = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([helpdesk], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(self.decode("ticket record", &r.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+
+    /// Operations due for delivery: pending, due by `now`, and not behind an earlier
+    /// undelivered operation of the same fingerprint (a comment waits for its create).
+    pub fn due_operations(
+        &self,
+        helpdesk: &str,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StateError> {
+        self.outbox_query(
+            "WHERE o.helpdesk = ?1 AND o.state = 'pending' AND o.next_attempt_at <= ?2
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.helpdesk = o.helpdesk
+                   AND p.fingerprint = o.fingerprint AND p.id < o.id AND p.state IN ('pending', 'blocked'))
+             ORDER BY o.id LIMIT ?3",
+            params![helpdesk, now, limit as i64],
+        )
+    }
+
+    /// Operations in a state (`pending`, `blocked`, `done`, `dropped`), or all with `None`.
+    pub fn outbox(&self, state: Option<&str>) -> Result<Vec<OutboxRow>, StateError> {
+        match state {
+            Some(s) => self.outbox_query("WHERE o.state = ?1 ORDER BY o.id", params![s]),
+            None => self.outbox_query("ORDER BY o.id", params![]),
+        }
+    }
+
+    /// The earliest time a pending operation of `helpdesk` becomes due.
+    pub fn next_due(&self, helpdesk: &str) -> Result<Option<Millis>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT min(next_attempt_at) FROM outbox WHERE helpdesk = ?1 AND state = 'pending'",
+                [helpdesk],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    fn outbox_query(
+        &self,
+        tail: &str,
+        p: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<OutboxRow>, StateError> {
+        let sql = format!(
+            "SELECT o.id, o.helpdesk, o.fingerprint, o.operation, o.state, o.attempts, o.next_attempt_at,
+                    o.last_error, o.created_at FROM outbox o {tail}"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(p, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, helpdesk, fingerprint, op, state, attempts, next, last_error, created) =
+                row.map_err(|e| self.err(e))?;
+            out.push(OutboxRow {
+                id,
+                helpdesk,
+                fingerprint,
+                operation: self.decode("outbox operation", &op)?,
+                state,
+                attempts,
+                next_attempt_at: next,
+                last_error,
+                created_at: created,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks an operation delivered and stores the ticket record it changed, atomically.
+    pub fn complete_operation(
+        &mut self,
+        id: i64,
+        record: Option<&TicketRecord>,
+    ) -> Result<(), StateError> {
+        let now = now_millis();
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "UPDATE outbox SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )
+        .map_err(e)?;
+        if let Some(r) = record {
+            tx.execute(
+                "INSERT INTO tickets (fingerprint, helpdesk, record, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(fingerprint, helpdesk) DO UPDATE SET record = ?3, updated_at = ?4",
+                params![r.fingerprint, r.helpdesk, serde_json::to_string(r).expect("records serialize"), now],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Records a failed attempt: `Some(next)` reschedules it, `None` blocks it until an
+    /// operator retries it.
+    pub fn fail_operation(
+        &mut self,
+        id: i64,
+        next: Option<Millis>,
+        error: &str,
+    ) -> Result<(), StateError> {
+        let now = now_millis();
+        let (state, next) = match next {
+            Some(n) => ("pending", n),
+            None => ("blocked", now),
+        };
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3, last_error = ?4,
+                    updated_at = ?5 WHERE id = ?1",
+                params![id, state, next, error, now],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Operator action: make blocked (or pending) operations due now; `None` = every blocked
+    /// one. Returns how many changed.
+    pub fn retry_operations(&mut self, id: Option<i64>) -> Result<usize, StateError> {
+        let now = now_millis();
+        let n = match id {
+            Some(id) => self.conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?2, updated_at = ?2
+                 WHERE id = ?1 AND state IN ('pending', 'blocked')",
+                params![id, now],
+            ),
+            None => self.conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?1, updated_at = ?1 WHERE state = 'blocked'",
+                params![now],
+            ),
+        };
+        n.map_err(|e| self.err(e))
+    }
+
+    /// Operator action: give up on an operation (kept, marked `dropped`).
+    pub fn drop_operation(&mut self, id: i64) -> Result<usize, StateError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'dropped', updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'blocked')",
+                params![id, now_millis()],
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// All stored positions.
@@ -515,6 +763,7 @@ mod tests {
             positions: vec![("file:f1".into(), "auth".into(), pos.clone())],
             incidents: vec![&a],
             correlation: vec![("ssh.x".into(), "[\"1.2.3.4\"]".into(), Some("{}".into()))],
+            ..Commit::default()
         })
         .unwrap();
         drop(s);

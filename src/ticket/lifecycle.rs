@@ -198,9 +198,49 @@ pub struct IncidentSnapshot {
     pub fields: BTreeMap<String, String>,
     /// Evidence lines.
     pub evidence: Vec<String>,
+    /// The detector's description.
+    #[serde(default)]
+    pub description: String,
+    /// The detector's response playbook.
+    #[serde(default)]
+    pub response: String,
+    /// The detector's references.
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 impl IncidentSnapshot {
+    /// Adds the detector's texts (description, playbook, references).
+    pub fn with_detector(mut self, d: &crate::detector::Detector) -> IncidentSnapshot {
+        self.description.clone_from(&d.description);
+        self.response.clone_from(&d.response);
+        self.references.clone_from(&d.references);
+        self
+    }
+
+    /// The content a ticket is rendered from.
+    pub fn content(&self, previous_ticket: Option<String>) -> crate::ticket::TicketContent {
+        crate::ticket::TicketContent {
+            fingerprint: self.fingerprint.clone(),
+            detector: self.detector.clone(),
+            title: self.title.clone(),
+            priority: self.priority,
+            severity: self.severity.clone(),
+            category: self.category.clone(),
+            criticality: self.criticality.clone(),
+            count: self.count,
+            first_seen: format_rfc3339(self.first_seen),
+            last_seen: format_rfc3339(self.last_seen),
+            source: self.source.clone(),
+            fields: self.fields.clone(),
+            evidence: self.evidence.clone(),
+            description: self.description.clone(),
+            response: self.response.clone(),
+            references: self.references.clone(),
+            previous_ticket,
+        }
+    }
+
     /// Freezes an incident.
     pub fn of(i: &Incident) -> IncidentSnapshot {
         IncidentSnapshot {
@@ -217,6 +257,9 @@ impl IncidentSnapshot {
             source: i.source.clone(),
             fields: i.fields.clone(),
             evidence: i.evidence.lines(),
+            description: String::new(),
+            response: String::new(),
+            references: Vec::new(),
         }
     }
 }
@@ -311,12 +354,19 @@ impl Lifecycle {
     pub fn on_incident(
         &mut self,
         incident: &Incident,
+        detector: Option<&crate::detector::Detector>,
         record: Option<&TicketRecord>,
         digest: Option<&TicketRecord>,
         now: Millis,
     ) -> Decision {
         let mut d = Decision::default();
-        let snap = || Box::new(IncidentSnapshot::of(incident));
+        let snap = || {
+            let s = IncidentSnapshot::of(incident);
+            Box::new(match detector {
+                Some(det) => s.with_detector(det),
+                None => s,
+            })
+        };
         let Some(rec) = record else {
             if self.quota_allows(incident) {
                 d.ops.push((
@@ -537,12 +587,13 @@ mod tests {
     #[test]
     fn new_then_recurrences_update_at_most_once_per_interval() {
         let mut l = Lifecycle::new("rt", TicketsConfig::default());
-        let d = l.on_incident(&incident("a", "x", 5, Priority::P3), None, None, 0);
+        let d = l.on_incident(&incident("a", "x", 5, Priority::P3), None, None, None, 0);
         assert_eq!(ops(&d), ["create"]);
         let rec = d.records[0].clone();
         // 5 minutes later: below the 15 minute update interval.
         let d = l.on_incident(
             &incident("a", "x", 6, Priority::P3),
+            None,
             Some(&rec),
             None,
             5 * MIN,
@@ -550,6 +601,7 @@ mod tests {
         assert!(d.ops.is_empty());
         let d = l.on_incident(
             &incident("a", "x", 9, Priority::P3),
+            None,
             Some(&rec),
             None,
             16 * MIN,
@@ -560,6 +612,7 @@ mod tests {
         // Same count again: nothing new to say.
         let d = l.on_incident(
             &incident("a", "x", 9, Priority::P3),
+            None,
             Some(&rec),
             None,
             40 * MIN,
@@ -571,10 +624,16 @@ mod tests {
     fn growth_past_the_factors_escalates_one_step_with_a_reason() {
         let mut l = Lifecycle::new("rt", TicketsConfig::default());
         let rec = l
-            .on_incident(&incident("a", "x", 5, Priority::P3), None, None, 0)
+            .on_incident(&incident("a", "x", 5, Priority::P3), None, None, None, 0)
             .records[0]
             .clone();
-        let d = l.on_incident(&incident("a", "x", 50, Priority::P3), Some(&rec), None, MIN);
+        let d = l.on_incident(
+            &incident("a", "x", 50, Priority::P3),
+            None,
+            Some(&rec),
+            None,
+            MIN,
+        );
         assert_eq!(ops(&d), ["set-priority", "escalation-note"]);
         let rec = d.records[0].clone();
         assert_eq!(rec.priority, Priority::P2);
@@ -585,6 +644,7 @@ mod tests {
         // The next factor (100x) is needed for the next step.
         let d = l.on_incident(
             &incident("a", "x", 60, Priority::P3),
+            None,
             Some(&rec),
             None,
             2 * MIN,
@@ -592,6 +652,7 @@ mod tests {
         assert!(!ops(&d).contains(&"set-priority"));
         let d = l.on_incident(
             &incident("a", "x", 500, Priority::P3),
+            None,
             Some(&rec),
             None,
             3 * MIN,
@@ -608,7 +669,7 @@ mod tests {
         let mut digested = 0;
         for n in 0..10 {
             let i = incident(&format!("f{n}"), "ssh.success", 1, Priority::P1);
-            let d = l.on_incident(&i, None, digest.as_ref(), n * MIN);
+            let d = l.on_incident(&i, None, None, digest.as_ref(), n * MIN);
             for (fp, op) in &d.ops {
                 if let Operation::Create { .. } = op {
                     if fp.starts_with('f') {
@@ -648,6 +709,7 @@ mod tests {
         rec.ticket_ref = Some("digest:abc".into());
         let d = l.on_incident(
             &incident("f", "x", 50, Priority::P3),
+            None,
             Some(&rec),
             None,
             60 * MIN,

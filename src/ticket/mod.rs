@@ -12,6 +12,7 @@
 
 pub mod adapter;
 pub mod lifecycle;
+pub mod outbox;
 pub mod render;
 
 use std::collections::BTreeMap;

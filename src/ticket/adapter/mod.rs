@@ -1,1 +1,1709 @@
-//! TODO: adapters (helper)
+//! Help desk adapters: one module per help desk behind one interface, [`Adapter`].
+//!
+//! Every operation is three steps, so that the dry run and the contract tests see exactly what
+//! is sent and exactly how each answer is read:
+//!
+//! 1. a *builder* ([`Adapter::create_request`], ...) turns ticket content into an
+//!    [`HttpRequest`] value, with no I/O;
+//! 2. [`send`] executes a request (the only I/O here);
+//! 3. a *parser* ([`Adapter::parse_create`], ...) turns the status, headers and body into a
+//!    result or a [`DeliveryError`].
+//!
+//! The async methods ([`Adapter::create`], ...) chain the three, behind the help desk's rate
+//! limit and timeout.
+//!
+//! Failures are classified once, in [`classify`]: what may succeed later (network errors,
+//! timeouts, 5xx, 429) is [`DeliveryError::Retry`], honouring `Retry-After`; what needs an
+//! operator (401, 403, 404, validation errors, redirects, a help desk that silently drops our
+//! data) is [`DeliveryError::Blocked`] with the help desk's own message. Secrets (tokens, HMAC
+//! keys) are read only by reference (environment variable or file), are never logged, are
+//! redacted in [`HttpRequest::display_redacted`] and are scrubbed from error messages in case a
+//! help desk echoes them back.
+//!
+//! - [`rt`]: Request Tracker 5, REST 2.0.
+//! - [`webhook`]: a generic JSON webhook with an optional HMAC-SHA256 signature.
+
+pub mod rt;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Deserializer, Serialize};
+use toml::Spanned;
+
+use crate::policy::Priority;
+use crate::ticket::UpdateKind;
+use crate::ticket::{DeliveryError, Header, HttpRequest, TicketContent, TicketRef, TicketStatus};
+
+/// What [`send`] returns: status code, headers (names in lower case) and body.
+pub type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A help desk's answer is read into memory; a longer one is refused rather than letting a
+/// misbehaving server exhaust memory. RT's largest answers we read (a ticket with its custom
+/// fields, a search of a few tickets) are a few kilobytes.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The longest wait a `Retry-After` may impose: one answer from a help desk must not park
+/// deliveries for days (the outbox retries with its own backoff after that).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Help desk messages quoted in errors are cut to this many characters: enough to read the
+/// reason, short enough for a log line.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Sent on every request, so help desk administrators can tell our traffic apart.
+pub const USER_AGENT: &str = concat!("sentinela/", env!("CARGO_PKG_VERSION"));
+
+// ---------------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------------
+
+/// Which help desk a `[[helpdesk]]` entry talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HelpdeskKind {
+    /// Request Tracker 5 (REST 2.0).
+    Rt,
+    /// A generic JSON webhook.
+    Webhook,
+}
+
+impl HelpdeskKind {
+    /// The name used in the config (`rt`, `webhook`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelpdeskKind::Rt => "rt",
+            HelpdeskKind::Webhook => "webhook",
+        }
+    }
+}
+
+/// A `priority_map` value: RT wants integers, a webhook accepts either (sent as a JSON number
+/// or string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriorityValue {
+    /// `P1 = 90`
+    Int(i64),
+    /// `P1 = "urgent"`
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for PriorityValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PriorityValue, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PriorityValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PriorityValue, E> {
+                Ok(PriorityValue::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PriorityValue, E> {
+                i64::try_from(v)
+                    .map(PriorityValue::Int)
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PriorityValue, E> {
+                Ok(PriorityValue::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One `[[helpdesk]]` entry.
+///
+/// A flat struct with a `kind` field rather than an internally tagged enum on purpose: serde
+/// buffers the fields of an internally tagged enum before choosing the variant, and the `toml`
+/// crate then reports an unknown key or a wrong type at the start of the `[[helpdesk]]` table
+/// instead of at the key itself. Keys that belong to the other kind are reported by
+/// [`HelpdeskConfig::problems`], with their span.
+///
+/// Spans (`Spanned`) are byte offsets in the config text, for `file:line:column` diagnostics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelpdeskConfig {
+    /// Names the help desk in logs, metrics and the outbox: letters, digits, `.`, `_`, `-`.
+    pub name: Spanned<String>,
+    /// `rt` or `webhook`.
+    pub kind: Spanned<HelpdeskKind>,
+    /// RT: the web base URL (`https://rt.example.com`, a trailing `/REST/2.0` is accepted);
+    /// webhook: the URL to POST to. Not a secret: it is shown by the dry run.
+    pub url: Spanned<String>,
+    /// Name of the environment variable that holds the token (RT: an auth token, sent as
+    /// `Authorization: token ...`; webhook: optional, sent as `Authorization: Bearer ...`).
+    #[serde(default)]
+    pub token_env: Option<Spanned<String>>,
+    /// File that holds the token (trimmed), instead of `token_env`.
+    #[serde(default)]
+    pub token_file: Option<Spanned<PathBuf>>,
+    /// Webhook: environment variable holding the HMAC-SHA256 signing key.
+    #[serde(default)]
+    pub hmac_secret_env: Option<Spanned<String>>,
+    /// Webhook: file holding the HMAC-SHA256 signing key (trimmed).
+    #[serde(default)]
+    pub hmac_secret_file: Option<Spanned<PathBuf>>,
+    /// RT: the queue tickets are created in (required).
+    #[serde(default)]
+    pub queue: Option<Spanned<String>>,
+    /// RT: the ticket custom field that stores the fingerprint (default
+    /// `SentinelaFingerprint`). It is the dedup key: it must be applied to the queue.
+    #[serde(default)]
+    pub fingerprint_field: Option<Spanned<String>>,
+    /// RT: the ticket custom field set to the detector severity (default `Severity`; `""`
+    /// sets none).
+    #[serde(default)]
+    pub severity_field: Option<Spanned<String>>,
+    /// P1..P4 to the help desk's priority. RT: integers (default P1 = 90, P2 = 70, P3 = 50,
+    /// P4 = 30); webhook: strings or integers (default "P1".."P4"). Missing keys keep their
+    /// default.
+    #[serde(default)]
+    pub priority_map: BTreeMap<Priority, Spanned<PriorityValue>>,
+    /// Webhook: extra request headers. Not secrets: they are shown by the dry run; use
+    /// `token_env`/`token_file` or the HMAC signature for authentication.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Webhook: the JSON body with `{{name}}` placeholders (see [`webhook`]); default: the
+    /// event object.
+    #[serde(default)]
+    pub body_template: Option<Spanned<String>>,
+    /// At most this many requests a second to this help desk (a burst of as many is allowed).
+    #[serde(default = "default_rps")]
+    pub requests_per_second: Spanned<u32>,
+    /// Each request (connect, send, whole answer) must finish within this (`"10s"`).
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::detector::de_duration"
+    )]
+    pub timeout: Duration,
+    /// Allow a plain `http://` URL to a host other than the loopback. Off by default because
+    /// the token and the incident details would cross the network in clear text.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn default_rps() -> Spanned<u32> {
+    Spanned::new(0..0, 5)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A problem found by [`HelpdeskConfig::problems`]: where (a byte span in the config text, when
+/// the problem is about one value) and what.
+pub type Problem = (Option<Range<usize>>, String);
+
+/// The default RT custom field holding the fingerprint.
+pub const DEFAULT_FINGERPRINT_FIELD: &str = "SentinelaFingerprint";
+/// The default RT custom field holding the severity.
+pub const DEFAULT_SEVERITY_FIELD: &str = "Severity";
+/// Default RT priorities for P1..P4.
+pub const DEFAULT_RT_PRIORITIES: [i64; 4] = [90, 70, 50, 30];
+
+/// Index of a priority in `[_; 4]` tables.
+pub(crate) fn prio_index(p: Priority) -> usize {
+    match p {
+        Priority::P1 => 0,
+        Priority::P2 => 1,
+        Priority::P3 => 2,
+        Priority::P4 => 3,
+    }
+}
+
+const ALL_PRIORITIES: [Priority; 4] = [Priority::P1, Priority::P2, Priority::P3, Priority::P4];
+
+/// Headers a `headers` table may not set: they are ours (framing, authentication, signature).
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "host",
+    "transfer-encoding",
+    "user-agent",
+    "x-sentinela-event",
+    "x-sentinela-signature",
+    "x-sentinela-timestamp",
+];
+
+impl HelpdeskConfig {
+    fn label(&self) -> String {
+        format!("helpdesk {:?}", self.name.get_ref())
+    }
+
+    /// The RT custom field holding the fingerprint.
+    pub fn fingerprint_field(&self) -> &str {
+        self.fingerprint_field
+            .as_ref()
+            .map_or(DEFAULT_FINGERPRINT_FIELD, |f| f.get_ref())
+    }
+
+    /// The RT custom field holding the severity, if any.
+    pub fn severity_field(&self) -> Option<&str> {
+        match &self.severity_field {
+            None => Some(DEFAULT_SEVERITY_FIELD),
+            Some(f) if f.get_ref().is_empty() => None,
+            Some(f) => Some(f.get_ref()),
+        }
+    }
+
+    /// RT priorities for P1..P4 (defaults for missing or non-integer entries).
+    pub fn rt_priorities(&self) -> [i64; 4] {
+        let mut out = DEFAULT_RT_PRIORITIES;
+        for (p, v) in &self.priority_map {
+            if let PriorityValue::Int(i) = v.get_ref() {
+                out[prio_index(*p)] = *i;
+            }
+        }
+        out
+    }
+
+    /// Webhook priorities for P1..P4 as JSON values.
+    pub fn webhook_priorities(&self) -> [serde_json::Value; 4] {
+        let mut out = ALL_PRIORITIES.map(|p| serde_json::Value::String(p.to_string()));
+        for (p, v) in &self.priority_map {
+            out[prio_index(*p)] = match v.get_ref() {
+                PriorityValue::Int(i) => serde_json::Value::from(*i),
+                PriorityValue::Text(s) => serde_json::Value::String(s.clone()),
+            };
+        }
+        out
+    }
+
+    /// Every problem with this entry, each located where possible. The single validation
+    /// path: [`HelpdeskConfig::validate`], [`Adapter::from_config`] and the config check all
+    /// use it. Names of other entries (uniqueness) are the caller's business.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out: Vec<Problem> = Vec::new();
+        let label = self.label();
+        let mut err = |span: Option<Range<usize>>, msg: String| {
+            out.push((span.filter(|s| s.end > 0), format!("{label}: {msg}")))
+        };
+        let kind = *self.kind.get_ref();
+
+        let name = self.name.get_ref();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            err(
+                Some(self.name.span()),
+                "`name` must be 1 to 64 letters, digits, '.', '_' or '-'".into(),
+            );
+        }
+
+        // URL.
+        match reqwest::Url::parse(self.url.get_ref()) {
+            Err(e) => err(
+                Some(self.url.span()),
+                format!("invalid `url` {:?}: {e}", self.url.get_ref()),
+            ),
+            Ok(u) => {
+                if u.scheme() != "https" && u.scheme() != "http" {
+                    err(
+                        Some(self.url.span()),
+                        format!("`url` must be http:// or https://, not {}://", u.scheme()),
+                    );
+                }
+                if !u.username().is_empty() || u.password().is_some() {
+                    err(
+                        Some(self.url.span()),
+                        "`url` must not carry credentials: use `token_env` or `token_file`".into(),
+                    );
+                }
+                if u.scheme() == "http" && !self.allow_http && !is_loopback(&u) {
+                    err(
+                        Some(self.url.span()),
+                        "plain http:// to a remote host would send the token and incident \
+                         details in clear text: use https://, or set `allow_http = true`"
+                            .into(),
+                    );
+                }
+                if kind == HelpdeskKind::Rt && (u.query().is_some() || u.fragment().is_some()) {
+                    err(
+                        Some(self.url.span()),
+                        "an RT `url` is the web base address (https://rt.example.com), \
+                         without a query or fragment"
+                            .into(),
+                    );
+                }
+            }
+        }
+
+        // Secrets by reference.
+        for (env, file, what) in [
+            (&self.token_env, &self.token_file, "token"),
+            (&self.hmac_secret_env, &self.hmac_secret_file, "hmac_secret"),
+        ] {
+            if let (Some(_), Some(f)) = (env, file) {
+                err(
+                    Some(f.span()),
+                    format!("set either `{what}_env` or `{what}_file`, not both"),
+                );
+            }
+            if let Some(e) = env {
+                if !is_env_name(e.get_ref()) {
+                    err(
+                        Some(e.span()),
+                        format!(
+                            "`{what}_env` must name an environment variable (letters, digits, \
+                             '_'), not hold the secret itself"
+                        ),
+                    );
+                }
+            }
+            if let Some(f) = file {
+                if f.get_ref().as_os_str().is_empty() {
+                    err(Some(f.span()), format!("`{what}_file` is empty"));
+                }
+            }
+        }
+
+        // Keys of the other kind.
+        let span_of = |s: &Option<Spanned<String>>| s.as_ref().map(Spanned::span);
+        let span_of_path = |s: &Option<Spanned<PathBuf>>| s.as_ref().map(Spanned::span);
+        let candidates: Vec<(&str, Option<Range<usize>>)> = match kind {
+            HelpdeskKind::Rt => vec![
+                ("hmac_secret_env", span_of(&self.hmac_secret_env)),
+                ("hmac_secret_file", span_of_path(&self.hmac_secret_file)),
+                ("body_template", span_of(&self.body_template)),
+                ("headers", self.headers.values().next().map(Spanned::span)),
+            ],
+            HelpdeskKind::Webhook => vec![
+                ("queue", span_of(&self.queue)),
+                ("fingerprint_field", span_of(&self.fingerprint_field)),
+                ("severity_field", span_of(&self.severity_field)),
+            ],
+        };
+        let misplaced = candidates
+            .into_iter()
+            .filter_map(|(key, span)| span.map(|s| (key, s)));
+        for (key, span) in misplaced {
+            err(
+                Some(span),
+                format!("`{key}` does not apply to kind = {:?}", kind.as_str()),
+            );
+        }
+
+        match kind {
+            HelpdeskKind::Rt => {
+                if self.token_env.is_none() && self.token_file.is_none() {
+                    err(
+                        Some(self.kind.span()),
+                        "RT needs an auth token: set `token_env` or `token_file`".into(),
+                    );
+                }
+                match &self.queue {
+                    None => err(
+                        Some(self.kind.span()),
+                        "RT needs `queue` (the queue tickets are created in)".into(),
+                    ),
+                    Some(q) if q.get_ref().trim().is_empty() => {
+                        err(Some(q.span()), "`queue` is empty".into())
+                    }
+                    Some(_) => {}
+                }
+                if let Some(f) = &self.fingerprint_field {
+                    if let Some(msg) = bad_cf_name(f.get_ref(), false) {
+                        err(Some(f.span()), format!("`fingerprint_field`: {msg}"));
+                    }
+                }
+                if let Some(f) = &self.severity_field {
+                    if let Some(msg) = bad_cf_name(f.get_ref(), true) {
+                        err(Some(f.span()), format!("`severity_field`: {msg}"));
+                    }
+                    if f.get_ref() == self.fingerprint_field() {
+                        err(
+                            Some(f.span()),
+                            "`severity_field` and `fingerprint_field` must differ".into(),
+                        );
+                    }
+                }
+                for v in self.priority_map.values() {
+                    match v.get_ref() {
+                        PriorityValue::Int(i) if *i >= 0 => {}
+                        PriorityValue::Int(_) => err(
+                            Some(v.span()),
+                            "RT priorities are integers of 0 or more".into(),
+                        ),
+                        PriorityValue::Text(_) => err(
+                            Some(v.span()),
+                            "RT priorities are integers (e.g. P1 = 90), not strings".into(),
+                        ),
+                    }
+                }
+            }
+            HelpdeskKind::Webhook => {
+                for (name, v) in &self.headers {
+                    let lower = name.to_ascii_lowercase();
+                    if name.is_empty() || !name.bytes().all(is_token_byte) {
+                        err(
+                            Some(v.span()),
+                            format!("header name {name:?} is not a valid HTTP header name"),
+                        );
+                    } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+                        err(
+                            Some(v.span()),
+                            format!(
+                                "header {name:?} is set by sentinela (use `token_env` or \
+                                 `token_file` for Authorization)"
+                            ),
+                        );
+                    }
+                    if v.get_ref()
+                        .bytes()
+                        .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+                    {
+                        err(
+                            Some(v.span()),
+                            format!("header {name:?}: the value has control characters"),
+                        );
+                    }
+                }
+                if let Some(t) = &self.body_template {
+                    if let Err(msg) = webhook::check_template(t.get_ref()) {
+                        err(Some(t.span()), format!("`body_template`: {msg}"));
+                    }
+                }
+                for v in self.priority_map.values() {
+                    if let PriorityValue::Text(s) = v.get_ref() {
+                        if s.is_empty() {
+                            err(Some(v.span()), "empty priority name".into());
+                        }
+                    }
+                }
+            }
+        }
+
+        let rps = *self.requests_per_second.get_ref();
+        if rps == 0 || rps > 1000 {
+            err(
+                Some(self.requests_per_second.span()),
+                "`requests_per_second` must be 1 to 1000".into(),
+            );
+        }
+        if self.timeout > Duration::from_secs(300) {
+            err(None, "`timeout` must be at most 5m".into());
+        }
+        out
+    }
+
+    /// Checks this entry; the error lists every problem, one per line, each naming the help
+    /// desk. Use [`HelpdeskConfig::problems`] for the locations.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = self.problems();
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(p.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("\n"))
+        }
+    }
+
+    /// The token (`token_env` or `token_file`), trimmed; `None` when neither is set. Errors
+    /// name the variable or file, never the value.
+    pub fn secret(&self) -> Result<Option<String>, String> {
+        read_secret(
+            &self.label(),
+            "token",
+            self.token_env.as_ref().map(|s| s.get_ref().as_str()),
+            self.token_file.as_ref().map(|s| s.get_ref().as_path()),
+        )
+    }
+
+    /// The webhook HMAC key (`hmac_secret_env` or `hmac_secret_file`), trimmed; `None` when
+    /// neither is set (requests are then not signed).
+    pub fn hmac_secret(&self) -> Result<Option<String>, String> {
+        read_secret(
+            &self.label(),
+            "hmac_secret",
+            self.hmac_secret_env.as_ref().map(|s| s.get_ref().as_str()),
+            self.hmac_secret_file
+                .as_ref()
+                .map(|s| s.get_ref().as_path()),
+        )
+    }
+}
+
+fn is_loopback(u: &reqwest::Url) -> bool {
+    let Some(host) = u.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Custom field names go into TicketSQL as `'CF.{Name}'`: braces and quotes would break out.
+fn bad_cf_name(name: &str, may_be_empty: bool) -> Option<String> {
+    if name.is_empty() {
+        return (!may_be_empty).then(|| "the custom field name is empty".into());
+    }
+    if name
+        .chars()
+        .any(|c| matches!(c, '{' | '}' | '\'' | '"' | '\\') || c.is_control())
+    {
+        return Some(format!(
+            "custom field name {name:?} has a brace, quote, backslash or control character"
+        ));
+    }
+    None
+}
+
+fn read_secret(
+    label: &str,
+    what: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<String>, String> {
+    let (value, source) = if let Some(var) = env {
+        let v = match std::env::var(var) {
+            Ok(v) => v,
+            Err(std::env::VarError::NotPresent) => {
+                return Err(format!(
+                    "{label}: environment variable {var} (`{what}_env`) is not set"
+                ))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!(
+                    "{label}: environment variable {var} (`{what}_env`) is not valid UTF-8"
+                ))
+            }
+        };
+        (v, format!("environment variable {var} (`{what}_env`)"))
+    } else if let Some(path) = file {
+        let v = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "{label}: cannot read {} (`{what}_file`): {e}",
+                path.display()
+            )
+        })?;
+        (v, format!("{} (`{what}_file`)", path.display()))
+    } else {
+        return Ok(None);
+    };
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(format!("{label}: {source} is empty"));
+    }
+    // A secret goes into a header: a line break would split it (and the value must not be
+    // printed to say so).
+    if v.chars().any(char::is_control) {
+        return Err(format!(
+            "{label}: {source} holds a line break or control character (one line expected)"
+        ));
+    }
+    Ok(Some(v.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state of an adapter
+// ---------------------------------------------------------------------------------------------
+
+/// A secret value: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What every adapter has: its name, timeout, rate limiter and the secrets to scrub from
+/// messages.
+#[derive(Clone)]
+pub(crate) struct Common {
+    pub(crate) name: String,
+    pub(crate) timeout: Duration,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    secrets: Vec<Secret>,
+}
+
+impl fmt::Debug for Common {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Common")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Common {
+    fn new(cfg: &HelpdeskConfig, secrets: Vec<Secret>) -> Common {
+        let rps = NonZeroU32::new(*cfg.requests_per_second.get_ref()).unwrap_or(NonZeroU32::MIN);
+        Common {
+            name: cfg.name.get_ref().clone(),
+            timeout: cfg.timeout,
+            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rps))),
+            secrets,
+        }
+    }
+
+    /// Removes our secrets from a message, in case a help desk or proxy echoed a header back.
+    fn scrub(&self, mut msg: String) -> String {
+        for s in &self.secrets {
+            if s.0.len() >= 4 && msg.contains(&s.0) {
+                msg = msg.replace(&s.0, "<redacted>");
+            }
+        }
+        msg
+    }
+
+    /// Prefixes the help desk and the operation, and scrubs secrets.
+    fn context(&self, op: &str, e: DeliveryError) -> DeliveryError {
+        let wrap = |m: String| self.scrub(format!("helpdesk {:?}: {op}: {m}", self.name));
+        match e {
+            DeliveryError::Retry {
+                message,
+                retry_after,
+            } => DeliveryError::Retry {
+                message: wrap(message),
+                retry_after,
+            },
+            DeliveryError::Blocked { message } => DeliveryError::Blocked {
+                message: wrap(message),
+            },
+        }
+    }
+}
+
+/// The headers every request carries: who we are, what we accept.
+pub(crate) fn base_headers(json_body: bool) -> Vec<Header> {
+    let mut h = vec![
+        header("User-Agent", USER_AGENT, false),
+        header("Accept", "application/json", false),
+    ];
+    if json_body {
+        h.push(header("Content-Type", "application/json", false));
+    }
+    h
+}
+
+/// A [`Header`].
+pub(crate) fn header(name: &str, value: &str, secret: bool) -> Header {
+    Header {
+        name: name.to_string(),
+        value: value.to_string(),
+        secret,
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters: for path segments and query
+/// values built by hand, so the request value is exactly what goes on the wire.
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The adapter
+// ---------------------------------------------------------------------------------------------
+
+/// A configured help desk.
+#[derive(Debug, Clone)]
+pub enum Adapter {
+    /// Request Tracker 5.
+    Rt(rt::Rt),
+    /// A generic JSON webhook.
+    Webhook(webhook::Webhook),
+}
+
+/// What a help desk can do beyond receiving events; the ticket lifecycle adapts to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It can find the open ticket of a fingerprint (dedup after a lost state).
+    pub find_open: bool,
+    /// It can tell whether a ticket is still open (reopen logic). Without it, tickets are
+    /// always considered open.
+    pub read_status: bool,
+    /// Reopen and priority changes are separate operations from the comment that explains
+    /// them. When false (webhook), a comment of kind `Reopen`/`Escalation` already carries
+    /// the change, and sending `reopen`/`set_priority` as well would deliver two events.
+    pub separate_state_changes: bool,
+}
+
+impl Adapter {
+    /// Validates `cfg`, reads its secrets and builds the adapter.
+    pub fn from_config(cfg: &HelpdeskConfig) -> Result<Adapter, String> {
+        cfg.validate()?;
+        let token = cfg.secret()?;
+        let hmac = cfg.hmac_secret()?;
+        Adapter::build(cfg, token, hmac)
+    }
+
+    /// Like [`Adapter::from_config`], but with placeholder secrets instead of reading them, for
+    /// the dry run on a machine without the secrets: requests show the same shape, with the
+    /// token redacted (and a signature made with the placeholder key).
+    pub fn for_dry_run(cfg: &HelpdeskConfig) -> Result<Adapter, String> {
+        cfg.validate()?;
+        let token =
+            (cfg.token_env.is_some() || cfg.token_file.is_some()).then(|| "<token>".to_string());
+        let hmac = (cfg.hmac_secret_env.is_some() || cfg.hmac_secret_file.is_some())
+            .then(|| "<hmac secret>".to_string());
+        Adapter::build(cfg, token, hmac)
+    }
+
+    fn build(
+        cfg: &HelpdeskConfig,
+        token: Option<String>,
+        hmac: Option<String>,
+    ) -> Result<Adapter, String> {
+        let secrets: Vec<Secret> = token.iter().chain(&hmac).cloned().map(Secret).collect();
+        let common = Common::new(cfg, secrets);
+        match cfg.kind.get_ref() {
+            HelpdeskKind::Rt => {
+                let token = token.ok_or_else(|| {
+                    format!(
+                        "helpdesk {:?}: RT needs an auth token: set `token_env` or `token_file`",
+                        cfg.name.get_ref()
+                    )
+                })?;
+                Ok(Adapter::Rt(rt::Rt::new(common, cfg, Secret(token))))
+            }
+            HelpdeskKind::Webhook => Ok(Adapter::Webhook(webhook::Webhook::new(
+                common,
+                cfg,
+                token.map(Secret),
+                hmac.map(Secret),
+            )?)),
+        }
+    }
+
+    fn common(&self) -> &Common {
+        match self {
+            Adapter::Rt(a) => &a.common,
+            Adapter::Webhook(a) => &a.common,
+        }
+    }
+
+    /// The help desk's configured name.
+    pub fn name(&self) -> &str {
+        &self.common().name
+    }
+
+    /// Which kind of help desk this is.
+    pub fn kind(&self) -> HelpdeskKind {
+        match self {
+            Adapter::Rt(_) => HelpdeskKind::Rt,
+            Adapter::Webhook(_) => HelpdeskKind::Webhook,
+        }
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.common().timeout
+    }
+
+    /// What this help desk supports.
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            Adapter::Rt(_) => Capabilities {
+                find_open: true,
+                read_status: true,
+                separate_state_changes: true,
+            },
+            Adapter::Webhook(_) => Capabilities {
+                find_open: false,
+                read_status: false,
+                separate_state_changes: false,
+            },
+        }
+    }
+
+    // --- builders (pure) ---------------------------------------------------------------------
+
+    /// Creates a ticket: `c` gives the title, priority and metadata, `body` the rendered text.
+    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
+        match self {
+            Adapter::Rt(a) => a.create_request(c, body),
+            Adapter::Webhook(a) => a.create_request(c, body, unix_now()),
+        }
+    }
+
+    /// Reads a just-created ticket back to verify what the help desk stored (RT drops
+    /// custom field values silently); `None` when there is nothing to read back.
+    pub fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        match self {
+            Adapter::Rt(a) => Some(a.read_back_request(t)),
+            Adapter::Webhook(_) => None,
+        }
+    }
+
+    /// Adds `text` to ticket `t` (RT: an internal comment; webhook: an event whose `action`
+    /// follows `kind`).
+    pub fn comment_request(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        kind: UpdateKind,
+        text: &str,
+    ) -> HttpRequest {
+        match self {
+            Adapter::Rt(a) => a.comment_request(t, text),
+            Adapter::Webhook(a) => a.comment_request(t, c, kind, text, unix_now()),
+        }
+    }
+
+    /// Searches the open ticket of a fingerprint; `None` when the help desk cannot search.
+    pub fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        match self {
+            Adapter::Rt(a) => Some(a.find_open_request(fingerprint)),
+            Adapter::Webhook(_) => None,
+        }
+    }
+
+    /// Reads a ticket's status; `None` when the help desk cannot tell (always open).
+    pub fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        match self {
+            Adapter::Rt(a) => Some(a.status_request(t)),
+            Adapter::Webhook(_) => None,
+        }
+    }
+
+    /// Reopens a closed ticket (webhook: a `reopen` event).
+    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
+        match self {
+            Adapter::Rt(a) => a.reopen_request(t),
+            Adapter::Webhook(a) => a.reopen_request(t, unix_now()),
+        }
+    }
+
+    /// Sets a ticket's priority (webhook: an `escalate` event).
+    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
+        match self {
+            Adapter::Rt(a) => a.set_priority_request(t, p),
+            Adapter::Webhook(a) => a.set_priority_request(t, p, unix_now()),
+        }
+    }
+
+    /// A harmless authenticated call that proves the URL, the token and the help desk's setup
+    /// (RT: `GET /REST/2.0/queue/<queue>`). `None` for a webhook: any POST to it is an event,
+    /// so nothing can be checked without sending one.
+    pub fn check_request(&self) -> Option<HttpRequest> {
+        match self {
+            Adapter::Rt(a) => Some(a.check_request()),
+            Adapter::Webhook(_) => None,
+        }
+    }
+
+    // --- parsers (pure) ----------------------------------------------------------------------
+
+    /// Reads the answer to [`Adapter::create_request`]. A webhook has no ticket ids: the
+    /// reference is the fingerprint of `c`.
+    pub fn parse_create(
+        &self,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        let r = match self {
+            Adapter::Rt(a) => a.parse_create(status, headers, body),
+            Adapter::Webhook(a) => a.parse_ok(status, headers, body).map(|()| a.ticket_ref(c)),
+        };
+        r.map_err(|e| self.common().context("create ticket", e))
+    }
+
+    /// Reads the answer to [`Adapter::read_back_request`]: `Blocked` when the help desk did
+    /// not store what [`Adapter::create_request`] sent for `c`.
+    pub fn parse_read_back(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let r = match self {
+            Adapter::Rt(a) => a.parse_read_back(t, c, status, headers, body),
+            Adapter::Webhook(_) => Ok(()),
+        };
+        r.map_err(|e| self.common().context("verify created ticket", e))
+    }
+
+    /// Reads the answer to [`Adapter::find_open_request`]: the oldest open ticket whose stored
+    /// fingerprint equals `fingerprint` exactly.
+    pub fn parse_find_open(
+        &self,
+        fingerprint: &str,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        let r = match self {
+            Adapter::Rt(a) => a.parse_find_open(fingerprint, status, headers, body),
+            Adapter::Webhook(_) => Ok(None),
+        };
+        r.map_err(|e| self.common().context("find open ticket", e))
+    }
+
+    /// Reads the answer to [`Adapter::status_request`].
+    pub fn parse_status(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        let r = match self {
+            Adapter::Rt(a) => a.parse_status(status, headers, body),
+            Adapter::Webhook(_) => Ok(TicketStatus::Open),
+        };
+        r.map_err(|e| self.common().context("read ticket status", e))
+    }
+
+    /// Reads the answer to a comment, reopen or priority request. RT answers 200 even when it
+    /// refused a change, with the refusal as a message: those are `Blocked`.
+    pub fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let r = match self {
+            Adapter::Rt(a) => a.parse_ok(status, headers, body),
+            Adapter::Webhook(a) => a.parse_ok(status, headers, body),
+        };
+        r.map_err(|e| self.common().context("update ticket", e))
+    }
+
+    /// Reads the answer to [`Adapter::check_request`]; returns the follow-up requests to make
+    /// (RT: each custom field, whose answers go to [`Adapter::parse_check_field`]).
+    pub fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        let r = match self {
+            Adapter::Rt(a) => a.parse_check(status, headers, body),
+            Adapter::Webhook(_) => Ok(Vec::new()),
+        };
+        r.map_err(|e| self.common().context("check", e))
+    }
+
+    /// Reads the answer to a follow-up of [`Adapter::parse_check`].
+    pub fn parse_check_field(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let r = match self {
+            Adapter::Rt(a) => a.parse_check_field(status, headers, body),
+            Adapter::Webhook(_) => Ok(()),
+        };
+        r.map_err(|e| self.common().context("check custom field", e))
+    }
+
+    // --- build + send + parse ----------------------------------------------------------------
+
+    async fn exec(
+        &self,
+        client: &reqwest::Client,
+        op: &str,
+        req: &HttpRequest,
+    ) -> Result<Response, DeliveryError> {
+        let common = self.common();
+        common.limiter.until_ready().await;
+        let started = std::time::Instant::now();
+        let r = send_with_timeout(client, req, Some(common.timeout)).await;
+        // Method and status only: URLs can carry secrets (webhook addresses), bodies carry
+        // incident details.
+        match &r {
+            Ok((status, _, _)) => tracing::debug!(
+                helpdesk = %common.name,
+                op,
+                method = %req.method,
+                status,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "help desk answered"
+            ),
+            Err(_) => tracing::debug!(
+                helpdesk = %common.name,
+                op,
+                method = %req.method,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "help desk request failed"
+            ),
+        }
+        r.map_err(|e| common.context(op, e))
+    }
+
+    /// Creates a ticket and, where the help desk may drop data silently (RT), reads it back
+    /// and verifies the fingerprint and severity were stored (`Blocked` otherwise, naming the
+    /// ticket). A failed read-back is `Retry`: the ticket exists, so the retry must start with
+    /// [`Adapter::find_open`], which finds it by its fingerprint.
+    pub async fn create(
+        &self,
+        client: &reqwest::Client,
+        c: &TicketContent,
+        body: &str,
+    ) -> Result<TicketRef, DeliveryError> {
+        let (s, h, b) = self
+            .exec(client, "create ticket", &self.create_request(c, body))
+            .await?;
+        let t = self.parse_create(c, s, &h, &b)?;
+        if let Some(req) = self.read_back_request(&t) {
+            let op = format!("verify created ticket {}", t.0);
+            let (s, h, b) = self.exec(client, &op, &req).await?;
+            self.parse_read_back(&t, c, s, &h, &b)?;
+        }
+        Ok(t)
+    }
+
+    /// Adds a comment (see [`Adapter::comment_request`]).
+    pub async fn comment(
+        &self,
+        client: &reqwest::Client,
+        t: &TicketRef,
+        c: &TicketContent,
+        kind: UpdateKind,
+        text: &str,
+    ) -> Result<(), DeliveryError> {
+        let (s, h, b) = self
+            .exec(client, "comment", &self.comment_request(t, c, kind, text))
+            .await?;
+        self.parse_ok(s, &h, &b)
+    }
+
+    /// Finds the open ticket of a fingerprint (`None` when there is none or the help desk
+    /// cannot search).
+    pub async fn find_open(
+        &self,
+        client: &reqwest::Client,
+        fingerprint: &str,
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        let Some(req) = self.find_open_request(fingerprint) else {
+            return Ok(None);
+        };
+        let (s, h, b) = self.exec(client, "find open ticket", &req).await?;
+        self.parse_find_open(fingerprint, s, &h, &b)
+    }
+
+    /// Whether a ticket is open (always `Open` when the help desk cannot tell).
+    pub async fn status(
+        &self,
+        client: &reqwest::Client,
+        t: &TicketRef,
+    ) -> Result<TicketStatus, DeliveryError> {
+        let Some(req) = self.status_request(t) else {
+            return Ok(TicketStatus::Open);
+        };
+        let (s, h, b) = self.exec(client, "read ticket status", &req).await?;
+        self.parse_status(s, &h, &b)
+    }
+
+    /// Reopens a ticket.
+    pub async fn reopen(
+        &self,
+        client: &reqwest::Client,
+        t: &TicketRef,
+    ) -> Result<(), DeliveryError> {
+        let (s, h, b) = self
+            .exec(client, "reopen ticket", &self.reopen_request(t))
+            .await?;
+        self.parse_ok(s, &h, &b)
+    }
+
+    /// Sets a ticket's priority.
+    pub async fn set_priority(
+        &self,
+        client: &reqwest::Client,
+        t: &TicketRef,
+        p: Priority,
+    ) -> Result<(), DeliveryError> {
+        let (s, h, b) = self
+            .exec(client, "set priority", &self.set_priority_request(t, p))
+            .await?;
+        self.parse_ok(s, &h, &b)
+    }
+
+    /// Checks the help desk at start-up (and in `sentinela check`): URL, token, and for RT the
+    /// queue and its custom fields (applied to the queue, severities allowed). A webhook has
+    /// nothing to check without sending an event: `Ok`.
+    pub async fn check(&self, client: &reqwest::Client) -> Result<(), DeliveryError> {
+        let Some(req) = self.check_request() else {
+            return Ok(());
+        };
+        let (s, h, b) = self.exec(client, "check", &req).await?;
+        for follow in self.parse_check(s, &h, &b)? {
+            let (s, h, b) = self.exec(client, "check custom field", &follow).await?;
+            self.parse_check_field(s, &h, &b)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending and classifying
+// ---------------------------------------------------------------------------------------------
+
+/// A client for help desks: rustls, our user agent, and no redirects. A redirect is answered
+/// with `Blocked` instead of followed: following would turn a POST into a GET (losing the
+/// ticket) or carry the token to another host; the fix is to configure the final URL.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Executes `req` with the client's own timeouts. The help desk's answer is returned whatever
+/// its status (parsers classify it); only failures to get an answer are errors, all `Retry`
+/// except a request that cannot be built (`Blocked`).
+pub async fn send(client: &reqwest::Client, req: &HttpRequest) -> Result<Response, DeliveryError> {
+    send_with_timeout(client, req, None).await
+}
+
+/// [`send`] with a deadline over the whole exchange (connect, request, the whole answer).
+pub async fn send_with_timeout(
+    client: &reqwest::Client,
+    req: &HttpRequest,
+    timeout: Option<Duration>,
+) -> Result<Response, DeliveryError> {
+    match timeout {
+        None => send_inner(client, req).await,
+        Some(t) => match tokio::time::timeout(t, send_inner(client, req)).await {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::Retry {
+                message: format!(
+                    "no complete answer within {}",
+                    humantime::format_duration(t)
+                ),
+                retry_after: None,
+            }),
+        },
+    }
+}
+
+async fn send_inner(
+    client: &reqwest::Client,
+    req: &HttpRequest,
+) -> Result<Response, DeliveryError> {
+    let method =
+        reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| DeliveryError::Blocked {
+            message: format!("invalid HTTP method {:?}", req.method),
+        })?;
+    let mut b = client.request(method, &req.url);
+    for h in &req.headers {
+        b = b.header(&h.name, &h.value);
+    }
+    if let Some(body) = &req.body {
+        b = b.body(body.clone());
+    }
+    let mut resp = b.send().await.map_err(net_error)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(net_error)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(DeliveryError::Blocked {
+                message: format!(
+                    "HTTP {status}: answer larger than {} MiB, refused",
+                    MAX_RESPONSE_BYTES / (1024 * 1024)
+                ),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body))
+}
+
+/// A transport failure: the request could not be built (`Blocked`), or there was no
+/// (complete) answer (`Retry`). The URL is left out of the message (webhook URLs may carry
+/// secrets); the causes are kept (`connection refused`, `connection reset`...).
+fn net_error(e: reqwest::Error) -> DeliveryError {
+    let builder = e.is_builder();
+    let timeout = e.is_timeout();
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !msg.contains(&t) {
+            msg.push_str(": ");
+            msg.push_str(&t);
+        }
+        src = s.source();
+    }
+    if builder {
+        DeliveryError::Blocked {
+            message: format!("cannot build the request: {msg}"),
+        }
+    } else {
+        DeliveryError::Retry {
+            message: if timeout {
+                format!("timed out: {msg}")
+            } else {
+                msg
+            },
+            retry_after: None,
+        }
+    }
+}
+
+/// The first value of a header (names compared without case).
+pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// `Retry-After` as a wait from `now`: delay-seconds or an HTTP date (a date in the past is no
+/// wait), capped at [`MAX_RETRY_AFTER`].
+pub fn retry_after(headers: &[(String, String)], now: SystemTime) -> Option<Duration> {
+    let v = header_value(headers, "retry-after")?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    // IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) is RFC 2822 syntax.
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let when = SystemTime::from(when);
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// Classifies a non-success answer; `Ok` for 2xx.
+///
+/// - 408, 425, 429, 5xx: `Retry` (with `Retry-After` when given);
+/// - 3xx: `Blocked` (we do not follow redirects: configure the final URL);
+/// - other 4xx (400 validation, 401, 403, 404, 415, 422...): `Blocked`, quoting the help
+///   desk's message (truncated).
+pub fn classify(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(), DeliveryError> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut message = format!("HTTP {status} {reason}").trim_end().to_string();
+    if let Some(m) = server_message(body) {
+        message.push_str(": ");
+        message.push_str(&m);
+    }
+    if matches!(status, 408 | 425 | 429) || status >= 500 {
+        return Err(DeliveryError::Retry {
+            message,
+            retry_after: retry_after(headers, SystemTime::now()),
+        });
+    }
+    if (300..400).contains(&status) {
+        if let Some(loc) = header_value(headers, "location") {
+            message.push_str(&format!(
+                " (redirect to {}; redirects are not followed: set `url` to the final address)",
+                clean_text(loc)
+            ));
+        }
+    }
+    Err(DeliveryError::Blocked { message })
+}
+
+/// The help desk's own explanation in an error body: a JSON `message` (RT), `error`, `detail`
+/// or `errors`, a JSON array of messages, an HTML page's title, else the text itself;
+/// truncated and stripped of control characters.
+pub fn server_message(body: &[u8]) -> Option<String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let pick = |v: &serde_json::Value| -> Option<String> {
+            match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Array(a) => {
+                    let parts: Vec<String> = a
+                        .iter()
+                        .map(|x| match x {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect();
+                    Some(parts.join("; "))
+                }
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        };
+        let found = match &v {
+            serde_json::Value::Object(o) => ["message", "error", "detail", "errors"]
+                .iter()
+                .find_map(|k| o.get(*k).and_then(pick)),
+            serde_json::Value::Array(_) => pick(&v),
+            _ => None,
+        };
+        let text = found.unwrap_or_else(|| v.to_string());
+        return Some(clean_text(&text));
+    }
+    let text = String::from_utf8_lossy(body);
+    let lower = text.to_ascii_lowercase();
+    if lower.trim_start().starts_with('<') {
+        let title = lower
+            .find("<title>")
+            .and_then(|i| lower[i + 7..].find("</title>").map(|j| (i + 7, i + 7 + j)))
+            .map(|(a, b)| text[a..b].to_string());
+        return Some(match title {
+            Some(t) => format!("(HTML page) {}", clean_text(&t)),
+            None => "(HTML page)".into(),
+        });
+    }
+    Some(clean_text(&text))
+}
+
+/// One line, no control characters, at most [`MAX_MESSAGE_CHARS`] characters.
+pub(crate) fn clean_text(s: &str) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    let mut last_space = false;
+    for c in s.trim().chars() {
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && last_space {
+            continue;
+        }
+        last_space = c == ' ';
+        if n == MAX_MESSAGE_CHARS {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+        n += 1;
+    }
+    out
+}
+
+/// `Blocked` for an answer that is not what the help desk documents (a proxy's page, a
+/// different API version).
+pub(crate) fn unexpected(what: &str, body: &[u8]) -> DeliveryError {
+    let shown = server_message(body).unwrap_or_else(|| "(empty body)".into());
+    DeliveryError::Blocked {
+        message: format!("unexpected answer ({what}): {shown}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        helpdesk: Vec<Spanned<HelpdeskConfig>>,
+    }
+
+    /// `line:column` of a toml error, or the problems of the first entry.
+    fn parse(text: &str) -> Result<Vec<HelpdeskConfig>, String> {
+        let f: File = toml::from_str(text).map_err(|e| {
+            let loc = crate::error::Location::from_span(Path::new("c.toml"), text, e.span());
+            format!("{}:{}: {}", loc.line, loc.column, e.message())
+        })?;
+        Ok(f.helpdesk.into_iter().map(Spanned::into_inner).collect())
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        let cfgs = parse(text).expect("parses");
+        cfgs[0]
+            .problems()
+            .into_iter()
+            .map(|(span, m)| match span {
+                Some(s) => {
+                    let l = crate::error::Location::from_offset(Path::new("c.toml"), text, s.start);
+                    format!("{}:{}: {m}", l.line, l.column)
+                }
+                None => m,
+            })
+            .collect()
+    }
+
+    const RT: &str =
+        "[[helpdesk]]\nname = \"rt\"\nkind = \"rt\"\nurl = \"https://rt.example.com\"\n\
+                      token_env = \"RT_TOKEN\"\nqueue = \"Security\"\n";
+
+    #[test]
+    fn unknown_keys_bad_kinds_and_types_are_located() {
+        let e = parse(&format!("{RT}qeue = \"x\"\n")).unwrap_err();
+        assert!(e.starts_with("7:1: unknown field `qeue`"), "{e}");
+        let e = parse("[[helpdesk]]\nname = \"a\"\nkind = \"jira\"\nurl = \"x\"\n").unwrap_err();
+        assert!(
+            e.starts_with("3:8: unknown variant `jira`, expected `rt` or `webhook`"),
+            "{e}"
+        );
+        let e = parse(&format!("{RT}priority_map = {{ P5 = 1 }}\n")).unwrap_err();
+        assert!(e.starts_with("7:18: unknown variant `P5`"), "{e}");
+        let e = parse(&format!("{RT}priority_map = {{ P1 = true }}\n")).unwrap_err();
+        assert!(e.contains("expected an integer or a string"), "{e}");
+        let e = parse(&format!("{RT}timeout = \"soon\"\n")).unwrap_err();
+        assert!(e.starts_with("7:11: invalid duration"), "{e}");
+        let e = parse("[[helpdesk]]\nname = \"a\"\nurl = \"x\"\n").unwrap_err();
+        assert!(e.contains("missing field `kind`"), "{e}");
+    }
+
+    #[test]
+    fn defaults_and_valid_entries() {
+        let c = &parse(RT).unwrap()[0];
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.fingerprint_field(), "SentinelaFingerprint");
+        assert_eq!(c.severity_field(), Some("Severity"));
+        assert_eq!(c.rt_priorities(), [90, 70, 50, 30]);
+        assert_eq!(*c.requests_per_second.get_ref(), 5);
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        let c = &parse(&format!(
+            "{RT}severity_field = \"\"\npriority_map = {{ P1 = 100 }}\ntimeout = \"3s\"\n"
+        ))
+        .unwrap()[0];
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.severity_field(), None);
+        assert_eq!(c.rt_priorities(), [100, 70, 50, 30]);
+        let w = &parse(
+            "[[helpdesk]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://h.example/x\"\n\
+             priority_map = { P1 = \"urgent\", P4 = 1 }\nheaders = { X-Team = \"sec\" }\n\
+             body_template = '{\"text\": \"[{{priority}}] {{title}}\", \"n\": {{count}}}'\n",
+        )
+        .unwrap()[0];
+        assert_eq!(w.validate(), Ok(()));
+        assert_eq!(
+            w.webhook_priorities(),
+            [
+                serde_json::json!("urgent"),
+                serde_json::json!("P2"),
+                serde_json::json!("P3"),
+                serde_json::json!(1)
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_name_the_helpdesk_and_point_at_the_value() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[[helpdesk]]\nname = \"rt\"\nkind = \"rt\"\nurl = \"https://rt.example.com\"\n",
+                "3:8: helpdesk \"rt\": RT needs an auth token",
+            ),
+            (
+                "[[helpdesk]]\nname = \"rt\"\nkind = \"rt\"\nurl = \"https://rt.example.com\"\ntoken_env = \"T\"\n",
+                "3:8: helpdesk \"rt\": RT needs `queue`",
+            ),
+            (
+                &format!("{RT}body_template = \"{{}}\"\n"),
+                "7:17: helpdesk \"rt\": `body_template` does not apply to kind = \"rt\"",
+            ),
+            (
+                "[[helpdesk]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x\"\nqueue = \"S\"\n",
+                "5:9: helpdesk \"w\": `queue` does not apply to kind = \"webhook\"",
+            ),
+            (
+                &RT.replace("https://rt.example.com", "http://rt.example.com"),
+                "4:7: helpdesk \"rt\": plain http:// to a remote host",
+            ),
+            (
+                &RT.replace("https://rt.example.com", "https://u:p@rt.example.com"),
+                "4:7: helpdesk \"rt\": `url` must not carry credentials",
+            ),
+            (
+                &RT.replace("https://rt.example.com", "rt.example.com"),
+                "4:7: helpdesk \"rt\": invalid `url` \"rt.example.com\"",
+            ),
+            (
+                &RT.replace("token_env = \"RT_TOKEN\"", "token_env = \"1-22-abcdef\""),
+                "5:13: helpdesk \"rt\": `token_env` must name an environment variable",
+            ),
+            (
+                &format!("{RT}token_file = \"/t\"\n"),
+                "7:14: helpdesk \"rt\": set either `token_env` or `token_file`, not both",
+            ),
+            (
+                &format!("{RT}priority_map = {{ P2 = \"high\" }}\n"),
+                "7:23: helpdesk \"rt\": RT priorities are integers",
+            ),
+            (
+                &format!("{RT}fingerprint_field = \"a}}b\"\n"),
+                "7:21: helpdesk \"rt\": `fingerprint_field`: custom field name",
+            ),
+            (
+                &format!("{RT}requests_per_second = 0\n"),
+                "7:23: helpdesk \"rt\": `requests_per_second` must be 1 to 1000",
+            ),
+            (
+                &RT.replace("name = \"rt\"", "name = \"my rt\""),
+                "2:8: helpdesk \"my rt\": `name` must be",
+            ),
+            (
+                "[[helpdesk]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x\"\nheaders = { Authorization = \"Bearer x\" }\n",
+                "5:29: helpdesk \"w\": header \"Authorization\" is set by sentinela",
+            ),
+            (
+                "[[helpdesk]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x\"\nbody_template = '{\"a\": {{title}'\n",
+                "5:17: helpdesk \"w\": `body_template`: unterminated placeholder",
+            ),
+            (
+                "[[helpdesk]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x\"\nbody_template = '{\"a\": {{titel}}}'\n",
+                "unknown placeholder {{titel}}",
+            ),
+            (
+                "[[helpdesk]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x\"\nbody_template = '{\"a\": {{title}} {{count}}}'\n",
+                "`body_template`: not valid JSON after substitution",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = problems(text).join("\n");
+            assert!(
+                got.contains(want),
+                "config:\n{text}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_are_read_trimmed_and_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  s3cr3t-value\n").unwrap();
+        let text = RT.replace(
+            "token_env = \"RT_TOKEN\"",
+            &format!("token_file = {:?}", file.display().to_string()),
+        );
+        let c = &parse(&text).unwrap()[0];
+        assert_eq!(c.secret(), Ok(Some("s3cr3t-value".into())));
+        std::fs::write(&file, "line1\nline2\n").unwrap();
+        let e = c.secret().unwrap_err();
+        assert!(e.contains("line break") && !e.contains("line1"), "{e}");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(c.secret().unwrap_err().contains("is empty"));
+        std::fs::remove_file(&file).unwrap();
+        let e = c.secret().unwrap_err();
+        assert!(
+            e.contains(&file.display().to_string()) && e.contains("cannot read"),
+            "{e}"
+        );
+
+        let var = "SENTINELA_ADAPTER_TEST_TOKEN_UNSET_42";
+        let c = &parse(&RT.replace("RT_TOKEN", var)).unwrap()[0];
+        let e = c.secret().unwrap_err();
+        assert!(e.contains(var) && e.contains("is not set"), "{e}");
+        let var = "SENTINELA_ADAPTER_TEST_TOKEN_SET_42";
+        std::env::set_var(var, " env-secret ");
+        let c = &parse(&RT.replace("RT_TOKEN", var)).unwrap()[0];
+        assert_eq!(c.secret(), Ok(Some("env-secret".into())));
+        assert_eq!(c.hmac_secret(), Ok(None));
+        let a = Adapter::from_config(c).unwrap();
+        assert!(!format!("{a:?}").contains("env-secret"));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let h = |v: &str| vec![("retry-after".to_string(), v.to_string())];
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784111777); // 1994-11-06 08:49:37Z
+        assert_eq!(retry_after(&h("7"), now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after(&h("Sun, 06 Nov 1994 08:50:07 GMT"), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after(&h("Sun, 06 Nov 1994 08:00:00 GMT"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&h("99999999"), now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(&h("soon"), now), None);
+        assert_eq!(retry_after(&[], now), None);
+    }
+
+    #[test]
+    fn classification_and_messages() {
+        let retry = |s: u16| matches!(classify(s, &[], b""), Err(DeliveryError::Retry { .. }));
+        let blocked = |s: u16| matches!(classify(s, &[], b""), Err(DeliveryError::Blocked { .. }));
+        assert!(classify(201, &[], b"").is_ok());
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(retry(s), "{s}");
+        }
+        for s in [301, 400, 401, 403, 404, 409, 415, 422] {
+            assert!(blocked(s), "{s}");
+        }
+        let e = classify(
+            400,
+            &[],
+            br#"{"message":"Could not create ticket. Queue not set"}"#,
+        );
+        assert_eq!(
+            e,
+            Err(DeliveryError::Blocked {
+                message: "HTTP 400 Bad Request: Could not create ticket. Queue not set".into()
+            })
+        );
+        let long = "x".repeat(2000);
+        let Err(DeliveryError::Blocked { message }) = classify(422, &[], long.as_bytes()) else {
+            panic!()
+        };
+        assert!(message.chars().count() < 400, "{message}");
+        assert_eq!(
+            server_message(b"<html><head><title>502 Bad Gateway</title></head></html>"),
+            Some("(HTML page) 502 Bad Gateway".into())
+        );
+        assert_eq!(server_message(b"[\"a\",\"b\"]"), Some("a; b".into()));
+        assert_eq!(
+            server_message(b"line\r\nbreak\x1b[31m"),
+            Some("line break [31m".into())
+        );
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved() {
+        assert_eq!(percent_encode("a b'c/é~"), "a%20b%27c%2F%C3%A9~");
+    }
+}

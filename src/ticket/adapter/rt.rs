@@ -1,0 +1,593 @@
+//! Request Tracker 5, REST 2.0 (`/REST/2.0`), with an auth token (`Authorization: token ...`).
+//!
+//! What RT does that shapes this adapter (checked against RT 5.0.3, see `scripts/rt/smoke.sh`):
+//!
+//! - Create (`POST /ticket`) answers 201 even when it *drops* a custom field value: a field not
+//!   applied to the queue, a value a select field does not allow, or a user without
+//!   `ModifyCustomField`. The fingerprint custom field is our dedup key, so every create is
+//!   read back (`GET /ticket/ID`) and verified; a missing or different value is `Blocked`.
+//! - Updates (`PUT /ticket/ID`) answer 200 with a JSON array of messages, also when RT refused
+//!   the change ("Status 'x' isn't a valid status", "Permission Denied", "Invalid value for
+//!   custom field"): such messages are `Blocked`. A change to the current value answers `[]`.
+//! - The search (`GET /tickets?query=TicketSQL`) compares custom field values without case, so
+//!   the fingerprints of the results are compared exactly after reading them back.
+//! - Ids are JSON strings, except the top-level numeric `id` of `GET /ticket/ID`; `Priority`
+//!   comes back as a string.
+//! - Errors: 400 (malformed, "Could not create ticket. Queue not set", and "Permission Denied"
+//!   for a comment on a missing ticket), 401 (bad token), 403 (no right on the queue), 404,
+//!   415 (no `Content-Type: application/json`), all with `{"message": "..."}`.
+//!
+//! Tickets are searched by fingerprint across all queues, so a ticket an operator moved to
+//! another queue (where the field also applies) is still found.
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    base_headers, classify, header, percent_encode, prio_index, unexpected, Common, HelpdeskConfig,
+    Secret,
+};
+use crate::detector::Severity;
+use crate::policy::Priority;
+use crate::ticket::{DeliveryError, HttpRequest, TicketContent, TicketRef, TicketStatus};
+
+/// RT's `Subject` column holds 200 bytes; a longer subject is cut by the database, possibly in
+/// the middle of a character. We cut it ourselves, at a character boundary, with an ellipsis.
+const MAX_SUBJECT_BYTES: usize = 200;
+
+/// Statuses of RT's default lifecycle.
+const ACTIVE: &[&str] = &["new", "open", "stalled"];
+const INACTIVE: &[&str] = &["resolved", "rejected", "deleted"];
+
+/// Messages in a 200 answer that mean RT refused the change (compared without case).
+const REFUSALS: &[&str] = &[
+    "permission denied",
+    "no permission",
+    "isn't a valid",
+    "is not a valid",
+    "invalid",
+    "could not",
+    "couldn't",
+    "not allowed",
+    "failed",
+    "illegal",
+    "unauthorized",
+    "forbidden",
+];
+
+/// A Request Tracker 5 help desk.
+#[derive(Debug, Clone)]
+pub struct Rt {
+    pub(crate) common: Common,
+    /// `https://rt.example.com/REST/2.0`
+    api: String,
+    queue: String,
+    token: Secret,
+    fingerprint_field: String,
+    severity_field: Option<String>,
+    priorities: [i64; 4],
+}
+
+impl Rt {
+    pub(crate) fn new(common: Common, cfg: &HelpdeskConfig, token: Secret) -> Rt {
+        let base = cfg.url.get_ref().trim_end_matches('/');
+        let base = base.strip_suffix("/REST/2.0").unwrap_or(base);
+        Rt {
+            common,
+            api: format!("{base}/REST/2.0"),
+            queue: cfg
+                .queue
+                .as_ref()
+                .map(|q| q.get_ref().trim().to_string())
+                .unwrap_or_default(),
+            token,
+            fingerprint_field: cfg.fingerprint_field().to_string(),
+            severity_field: cfg.severity_field().map(str::to_string),
+            priorities: cfg.rt_priorities(),
+        }
+    }
+
+    /// The REST 2.0 base (`https://rt.example.com/REST/2.0`).
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// The RT priority of `p`.
+    pub fn priority(&self, p: Priority) -> i64 {
+        self.priorities[prio_index(p)]
+    }
+
+    fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
+        let mut headers = base_headers(body.is_some());
+        headers.push(header(
+            "Authorization",
+            &format!("token {}", self.token.0),
+            true,
+        ));
+        HttpRequest {
+            method: method.to_string(),
+            url,
+            headers,
+            body: body.map(|b| b.to_string()),
+        }
+    }
+
+    fn ticket_url(&self, t: &TicketRef) -> String {
+        format!("{}/ticket/{}", self.api, percent_encode(&t.0))
+    }
+
+    /// `POST /ticket` with the queue, subject, priority, body and the fingerprint and severity
+    /// custom fields.
+    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
+        let mut cf = Map::new();
+        cf.insert(self.fingerprint_field.clone(), json!(c.fingerprint));
+        if let Some(f) = &self.severity_field {
+            if !c.severity.is_empty() {
+                cf.insert(f.clone(), json!(c.severity));
+            }
+        }
+        let doc = json!({
+            "Queue": self.queue,
+            "Subject": subject(&c.title),
+            "Priority": self.priority(c.priority),
+            "Content": body,
+            "ContentType": "text/plain",
+            "CustomFields": cf,
+        });
+        self.request("POST", format!("{}/ticket", self.api), Some(doc))
+    }
+
+    /// `GET /ticket/ID`, to verify what create stored.
+    pub fn read_back_request(&self, t: &TicketRef) -> HttpRequest {
+        self.request("GET", self.ticket_url(t), None)
+    }
+
+    /// `POST /ticket/ID/comment`: an internal comment (not mailed to requestors).
+    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
+        let doc = json!({ "Content": text, "ContentType": "text/plain" });
+        self.request("POST", format!("{}/comment", self.ticket_url(t)), Some(doc))
+    }
+
+    /// `GET /tickets?query='CF.{field}'='FP' AND Status='__Active__'`, oldest first, with the
+    /// fields needed to verify the fingerprint exactly.
+    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
+        let query = format!(
+            "'CF.{{{}}}'='{}' AND Status='__Active__'",
+            self.fingerprint_field,
+            ticket_sql_escape(fingerprint)
+        );
+        let url = format!(
+            "{}/tickets?query={}&fields={}&orderby=id&order=ASC&per_page=100",
+            self.api,
+            percent_encode(&query),
+            percent_encode("Status,Priority,CustomFields"),
+        );
+        self.request("GET", url, None)
+    }
+
+    /// `GET /ticket/ID`, for its `Status`.
+    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
+        self.request("GET", self.ticket_url(t), None)
+    }
+
+    /// `PUT /ticket/ID {"Status": "open"}`.
+    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
+        self.request("PUT", self.ticket_url(t), Some(json!({ "Status": "open" })))
+    }
+
+    /// `PUT /ticket/ID {"Priority": N}`.
+    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
+        let doc = json!({ "Priority": self.priority(p) });
+        self.request("PUT", self.ticket_url(t), Some(doc))
+    }
+
+    /// `GET /queue/NAME`: proves the URL and the token, and lists the queue's ticket custom
+    /// fields.
+    pub fn check_request(&self) -> HttpRequest {
+        self.request(
+            "GET",
+            format!("{}/queue/{}", self.api, percent_encode(&self.queue)),
+            None,
+        )
+    }
+
+    /// `GET /customfield/ID`.
+    pub fn field_request(&self, id: &str) -> HttpRequest {
+        self.request(
+            "GET",
+            format!("{}/customfield/{}", self.api, percent_encode(id)),
+            None,
+        )
+    }
+
+    /// The ticket id from `201 {"id": "7", ...}`.
+    pub fn parse_create(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        v.get("id")
+            .and_then(id_of)
+            .map(TicketRef)
+            .ok_or_else(|| unexpected("no ticket id", body))
+    }
+
+    /// Verifies that the ticket read back holds the fingerprint (exactly) and the severity.
+    pub fn parse_read_back(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let fields = v
+            .get("CustomFields")
+            .ok_or_else(|| unexpected("no CustomFields", body))?;
+        let dropped = |field: &str, want: &str, got: Option<Vec<String>>| {
+            let found = match got {
+                None => "the field is not on the ticket".to_string(),
+                Some(v) if v.is_empty() => "no value was stored".to_string(),
+                Some(v) => format!("it holds {v:?}"),
+            };
+            DeliveryError::Blocked {
+                message: format!(
+                    "ticket {} was created but custom field {field:?} does not hold {want:?} \
+                     ({found}): RT drops values silently when the field is not applied to \
+                     queue {:?}, the value is not allowed, or the user lacks \
+                     ModifyCustomField; fix RT, then resolve or fix ticket {}",
+                    t.0, self.queue, t.0
+                ),
+            }
+        };
+        let fp = cf_values(fields, &self.fingerprint_field);
+        if !fp
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x == &c.fingerprint))
+        {
+            return Err(dropped(&self.fingerprint_field, &c.fingerprint, fp));
+        }
+        if let Some(f) = &self.severity_field {
+            if !c.severity.is_empty() {
+                let sev = cf_values(fields, f);
+                if !sev
+                    .as_ref()
+                    .is_some_and(|v| v.iter().any(|x| x == &c.severity))
+                {
+                    return Err(dropped(f, &c.severity, sev));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest open ticket whose fingerprint equals `fingerprint` exactly (RT's `=` ignores
+    /// case).
+    pub fn parse_find_open(
+        &self,
+        fingerprint: &str,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("no items", body))?;
+        let mut best: Option<(u64, String)> = None;
+        for item in items {
+            let Some(id) = item.get("id").and_then(id_of) else {
+                return Err(unexpected("a search result without an id", body));
+            };
+            let values = item
+                .get("CustomFields")
+                .and_then(|f| cf_values(f, &self.fingerprint_field));
+            let Some(values) = values else {
+                return Err(DeliveryError::Blocked {
+                    message: format!(
+                        "search results do not show custom field {:?}: the user needs \
+                         SeeCustomField on it",
+                        self.fingerprint_field
+                    ),
+                });
+            };
+            if !values.iter().any(|x| x == fingerprint) {
+                continue; // same fingerprint but for case: another incident
+            }
+            let status = item.get("Status").and_then(Value::as_str).unwrap_or("");
+            if INACTIVE.contains(&status) {
+                continue;
+            }
+            let n: u64 = id.parse().unwrap_or(u64::MAX);
+            if best.as_ref().is_none_or(|(b, _)| n < *b) {
+                best = Some((n, id));
+            }
+        }
+        Ok(best.map(|(_, id)| TicketRef(id)))
+    }
+
+    /// `new`, `open`, `stalled` are open; `resolved`, `rejected`, `deleted` closed; any other
+    /// status (a custom lifecycle) is `Blocked` rather than guessed.
+    pub fn parse_status(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let s = v
+            .get("Status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unexpected("no Status", body))?;
+        if ACTIVE.contains(&s) {
+            Ok(TicketStatus::Open)
+        } else if INACTIVE.contains(&s) {
+            Ok(TicketStatus::Closed)
+        } else {
+            Err(DeliveryError::Blocked {
+                message: format!(
+                    "unknown ticket status {:?} (a custom lifecycle?): only new, open, stalled, \
+                     resolved, rejected and deleted are understood",
+                    super::clean_text(s)
+                ),
+            })
+        }
+    }
+
+    /// 200/201 with a JSON array of messages, none of which is a refusal.
+    pub fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let msgs = v
+            .as_array()
+            .ok_or_else(|| unexpected("not an array of messages", body))?;
+        for m in msgs {
+            let text = m.as_str().map_or_else(|| m.to_string(), str::to_string);
+            let lower = text.to_lowercase();
+            if REFUSALS.iter().any(|r| lower.contains(r)) {
+                return Err(DeliveryError::Blocked {
+                    message: format!(
+                        "RT answered {status} but refused: {}",
+                        super::clean_text(&text)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The queue must exist, be enabled and list the fingerprint (and severity) custom fields
+    /// among its ticket custom fields; returns the requests that read those fields.
+    pub fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        classify(status, headers, body).map_err(|e| match (status, e) {
+            (403 | 404, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
+                message: format!(
+                    "{message} (queue {:?} does not exist, or the token's user lacks \
+                     SeeQueue on it)",
+                    self.queue
+                ),
+            },
+            (_, e) => self.hint(status, e),
+        })?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        if v.get("Disabled").and_then(Value::as_str) == Some("1") {
+            return Err(DeliveryError::Blocked {
+                message: format!("queue {:?} is disabled", self.queue),
+            });
+        }
+        let fields = v
+            .get("TicketCustomFields")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("no TicketCustomFields", body))?;
+        let listed: Vec<(&str, String)> = fields
+            .iter()
+            .filter_map(|f| Some((f.get("name")?.as_str()?, f.get("id").and_then(id_of)?)))
+            .collect();
+        let mut wanted = vec![(&self.fingerprint_field, "the fingerprint (dedup key)")];
+        if let Some(f) = &self.severity_field {
+            wanted.push((f, "the severity"));
+        }
+        let mut follow = Vec::new();
+        for (name, role) in wanted {
+            match listed.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                Some((_, id)) => follow.push(self.field_request(id)),
+                None => {
+                    let have: Vec<&str> = listed.iter().map(|(n, _)| *n).collect();
+                    return Err(DeliveryError::Blocked {
+                        message: format!(
+                            "custom field {name:?} ({role}) is not applied to queue {:?} or \
+                             the token's user cannot see it (SeeCustomField); the queue has: \
+                             {}. RT would drop the value silently: create the field (ticket \
+                             custom field), apply it to the queue and grant SeeCustomField \
+                             and ModifyCustomField",
+                            self.queue,
+                            if have.is_empty() {
+                                "no ticket custom fields".to_string()
+                            } else {
+                                have.join(", ")
+                            }
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(follow)
+    }
+
+    /// The fingerprint field must take free text; a select severity field must allow every
+    /// severity. A 403 (no SeeCustomField on the field itself) skips this check with a
+    /// warning: the read-back after each create still catches a dropped value.
+    pub fn parse_check_field(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        if status == 403 {
+            tracing::warn!(
+                helpdesk = %self.common.name,
+                "cannot read the custom field definitions (403): allowed values not checked"
+            );
+            return Ok(());
+        }
+        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let name = v.get("Name").and_then(Value::as_str).unwrap_or("");
+        let kind = v.get("Type").and_then(Value::as_str).unwrap_or("");
+        if v.get("Disabled").and_then(Value::as_str) == Some("1") {
+            return Err(DeliveryError::Blocked {
+                message: format!("custom field {name:?} is disabled"),
+            });
+        }
+        if name.eq_ignore_ascii_case(&self.fingerprint_field) {
+            if !matches!(
+                kind,
+                "Freeform" | "Text" | "Wikitext" | "Autocomplete" | "Combobox"
+            ) {
+                return Err(DeliveryError::Blocked {
+                    message: format!(
+                        "custom field {name:?} is of type {kind:?}: the fingerprint needs a \
+                         free text field (Freeform, one value)"
+                    ),
+                });
+            }
+        } else if self
+            .severity_field
+            .as_deref()
+            .is_some_and(|f| name.eq_ignore_ascii_case(f))
+            && kind == "Select"
+        {
+            let allowed: Vec<&str> = v
+                .get("Values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let missing: Vec<&str> = Severity::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .filter(|s| !allowed.contains(s))
+                .collect();
+            if !missing.is_empty() {
+                return Err(DeliveryError::Blocked {
+                    message: format!(
+                        "select custom field {name:?} does not allow {}: RT would drop those \
+                         severities silently (allowed: {})",
+                        missing.join(", "),
+                        allowed.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds what the operator should check to RT's terse 401/415 messages.
+    fn hint(&self, status: u16, e: DeliveryError) -> DeliveryError {
+        match (status, e) {
+            (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
+                message: format!(
+                    "{message} (the auth token was refused: check token_env/token_file)"
+                ),
+            },
+            (_, e) => e,
+        }
+    }
+}
+
+/// A ticket or custom field id: RT sends strings, except some numeric top-level ids.
+fn id_of(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.as_u64()?.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+/// The values of custom field `name` in an RT `CustomFields` array (`None`: not listed).
+fn cf_values(fields: &Value, name: &str) -> Option<Vec<String>> {
+    let f = fields.as_array()?.iter().find(|f| {
+        f.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })?;
+    Some(
+        f.get("values")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// Quotes a TicketSQL string value.
+fn ticket_sql_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// A subject RT stores as is: one line (the title carries attacker text: no line breaks or
+/// control characters), at most 200 bytes (RT's column).
+pub fn subject(title: &str) -> String {
+    let mut one_line = String::with_capacity(title.len());
+    for c in title.trim().chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && one_line.ends_with(' ') {
+            continue;
+        }
+        one_line.push(c);
+    }
+    if one_line.len() <= MAX_SUBJECT_BYTES {
+        return one_line;
+    }
+    let mut cut = MAX_SUBJECT_BYTES - '…'.len_utf8();
+    while !one_line.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", one_line[..cut].trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_one_line_and_fit_the_column() {
+        assert_eq!(subject(" a\r\nb\tc  d "), "a b c d");
+        let long = "é".repeat(150);
+        let s = subject(&long);
+        assert!(
+            s.len() <= MAX_SUBJECT_BYTES && s.ends_with('…'),
+            "{}",
+            s.len()
+        );
+    }
+
+    #[test]
+    fn ids_and_quotes() {
+        assert_eq!(id_of(&json!("12")), Some("12".into()));
+        assert_eq!(id_of(&json!(12)), Some("12".into()));
+        assert_eq!(id_of(&json!("1/2")), None);
+        assert_eq!(ticket_sql_escape(r"a'b\c"), r"a\'b\\c");
+    }
+}

@@ -1,0 +1,356 @@
+//! The outbox worker: delivers queued ticket operations to one help desk.
+//!
+//! Operations were written to the `outbox` table in the same transaction as the incident
+//! change that caused them, so nothing is lost across crashes and outages; the worker delivers
+//! them at least once, in order per fingerprint, and makes the repeats harmless:
+//!
+//! - a *create* first looks for an open ticket carrying the fingerprint (a create whose
+//!   response was lost is found, not duplicated) — where the help desk can search;
+//! - an *update* first reads the ticket's status: a closed ticket is reopened (within the
+//!   reopen window, counted from our last activity on it) or replaced by a new ticket that
+//!   references it;
+//! - network errors, 5xx, 429 and 503 retry with exponential backoff and jitter, honouring
+//!   `Retry-After`; 401/403/404 and validation errors *block* the operation (error log,
+//!   metric, `/readyz` degraded) until an operator runs `sentinela outbox retry`.
+//!
+//! Outgoing requests are paced per help desk (`requests_per_second`, governor) with jitter.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{watch, Notify};
+use tracing::{error, info, warn};
+
+use crate::http::{Health, Metrics};
+use crate::state::{OutboxRow, Store};
+use crate::ticket::adapter::Adapter;
+use crate::ticket::lifecycle::{Operation, TicketRecord};
+use crate::ticket::render::{self, BodyFormat};
+use crate::ticket::{DeliveryError, TicketRef, TicketStatus, UpdateKind};
+use crate::timestamp::{now_millis, Millis};
+
+/// Backoff after the `attempts`-th failure: 1 s doubling up to 5 min, plus up to 25% jitter,
+/// and never sooner than the server's `Retry-After`.
+pub fn backoff(attempts: i64, retry_after: Option<Duration>) -> Duration {
+    let base = Duration::from_secs(1u64 << attempts.clamp(0, 9)).min(Duration::from_secs(300));
+    let jitter = base.mul_f64(fastrand::f64() * 0.25);
+    (base + jitter).max(retry_after.unwrap_or_default())
+}
+
+/// Delivers one help desk's operations.
+pub struct Worker {
+    /// The help desk.
+    pub adapter: Adapter,
+    client: reqwest::Client,
+    store: Store,
+    reopen_window: Duration,
+    pace: DefaultDirectRateLimiter,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Woken by the pipeline after a commit that queued operations.
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// A worker for `adapter`, with its own connection to the state store.
+    pub fn new(
+        adapter: Adapter,
+        store: Store,
+        requests_per_second: f64,
+        reopen_window: Duration,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Result<Worker, String> {
+        let client = crate::ticket::adapter::http_client()?;
+        let per_s =
+            NonZeroU32::new(requests_per_second.ceil().max(1.0) as u32).expect("at least 1");
+        Ok(Worker {
+            adapter,
+            client,
+            store,
+            reopen_window,
+            pace: RateLimiter::direct(Quota::per_second(per_s)),
+            metrics,
+            health,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    fn problem_key(&self) -> String {
+        format!("helpdesk {}", self.adapter.name())
+    }
+
+    /// Delivers until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.adapter.name().to_string();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let due =
+                tokio::task::block_in_place(|| self.store.due_operations(&name, now_millis(), 32));
+            let due = match due {
+                Ok(d) => d,
+                Err(e) => {
+                    error!(message = "Outbox read failed.", helpdesk = %name, error = %e);
+                    Vec::new()
+                }
+            };
+            self.export_gauges();
+            if due.is_empty() {
+                let next = tokio::task::block_in_place(|| self.store.next_due(&name))
+                    .ok()
+                    .flatten();
+                let wait = next
+                    .map(|t| Duration::from_millis((t - now_millis()).clamp(10, 5_000) as u64))
+                    .unwrap_or(Duration::from_secs(5));
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                continue;
+            }
+            for op in due {
+                if *shutdown.borrow() {
+                    return;
+                }
+                self.deliver(op).await;
+            }
+        }
+    }
+
+    fn export_gauges(&self) {
+        let name = self.adapter.name();
+        if let Ok(rows) = self.store.outbox(None) {
+            for state in ["pending", "blocked"] {
+                let n = rows
+                    .iter()
+                    .filter(|r| r.helpdesk == name && r.state == state)
+                    .count();
+                self.metrics.set(
+                    "sentinela_outbox_operations",
+                    &[("helpdesk", name), ("state", state)],
+                    n as f64,
+                );
+            }
+        }
+    }
+
+    /// Paces requests: waits for the help desk's rate limiter, plus a little jitter.
+    async fn paced(&self) {
+        self.pace.until_ready().await;
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..20))).await;
+    }
+
+    async fn deliver(&mut self, op: OutboxRow) {
+        let name = self.adapter.name().to_string();
+        let record = self
+            .store
+            .tickets(&name)
+            .ok()
+            .and_then(|t| t.into_iter().find(|r| r.fingerprint == op.fingerprint));
+        let kind = match &op.operation {
+            Operation::Create { .. } => "create",
+            Operation::Update { .. } => "update",
+            Operation::SetPriority { .. } => "set_priority",
+        };
+        let result = self.execute(&op, record).await;
+        let labels = |result: &'static str| {
+            [
+                ("helpdesk", name.clone()),
+                ("op", kind.to_string()),
+                ("result", result.to_string()),
+            ]
+        };
+        let stored = match result {
+            Ok(rec) => {
+                let l = labels("ok");
+                self.metrics.add(
+                    "sentinela_ticket_operations_total",
+                    &[("helpdesk", &l[0].1), ("op", &l[1].1), ("result", &l[2].1)],
+                    1.0,
+                );
+                self.health.problem(&self.problem_key(), None);
+                tokio::task::block_in_place(|| self.store.complete_operation(op.id, rec.as_ref()))
+            }
+            Err(DeliveryError::Retry {
+                message,
+                retry_after,
+            }) => {
+                let wait = backoff(op.attempts, retry_after);
+                warn!(
+                    message = "Help desk delivery failed; will retry.",
+                    helpdesk = %name, operation = op.id, attempt = op.attempts + 1,
+                    retry_in = ?wait, error = %message
+                );
+                let l = labels("retry");
+                self.metrics.add(
+                    "sentinela_ticket_operations_total",
+                    &[("helpdesk", &l[0].1), ("op", &l[1].1), ("result", &l[2].1)],
+                    1.0,
+                );
+                let next = now_millis() + wait.as_millis() as Millis;
+                tokio::task::block_in_place(|| {
+                    self.store.fail_operation(op.id, Some(next), &message)
+                })
+            }
+            Err(DeliveryError::Blocked { message }) => {
+                error!(
+                    message = "Help desk refused an operation; it stays queued until `sentinela outbox retry` after fixing the config.",
+                    helpdesk = %name, operation = op.id, error = %message
+                );
+                let l = labels("blocked");
+                self.metrics.add(
+                    "sentinela_ticket_operations_total",
+                    &[("helpdesk", &l[0].1), ("op", &l[1].1), ("result", &l[2].1)],
+                    1.0,
+                );
+                self.health
+                    .problem(&self.problem_key(), Some(message.clone()));
+                tokio::task::block_in_place(|| self.store.fail_operation(op.id, None, &message))
+            }
+        };
+        if let Err(e) = stored {
+            error!(message = "Outbox update failed; the operation will be delivered again.", helpdesk = %name, error = %e);
+        }
+    }
+
+    /// Performs one operation; returns the ticket record to store with its completion.
+    async fn execute(
+        &self,
+        op: &OutboxRow,
+        record: Option<TicketRecord>,
+    ) -> Result<Option<TicketRecord>, DeliveryError> {
+        match &op.operation {
+            Operation::Create { incident } => {
+                let mut rec = record.unwrap_or_else(|| TicketRecord {
+                    fingerprint: op.fingerprint.clone(),
+                    helpdesk: self.adapter.name().to_string(),
+                    ticket_ref: None,
+                    priority: incident.priority,
+                    opened_count: incident.count,
+                    escalations: 0,
+                    last_update_at: now_millis(),
+                    last_update_count: incident.count,
+                    previous_ref: None,
+                    pending_digest: Vec::new(),
+                });
+                let content = incident.content(rec.previous_ref.clone());
+                // Idempotency: a ticket with this key may exist already (a create whose
+                // response was lost, another host, a restart).
+                self.paced().await;
+                let existing = self
+                    .adapter
+                    .find_open(&self.client, &op.fingerprint)
+                    .await?;
+                let t = match existing {
+                    Some(t) => {
+                        info!(message = "Found an open ticket for the incident; not creating another.", helpdesk = %self.adapter.name(), ticket = %t.0);
+                        t
+                    }
+                    None => {
+                        self.paced().await;
+                        let body = render::body(&content, BodyFormat::Plain, None);
+                        self.adapter.create(&self.client, &content, &body).await?
+                    }
+                };
+                rec.ticket_ref = Some(t.0);
+                Ok(Some(rec))
+            }
+            Operation::Update {
+                incident,
+                kind,
+                note,
+            } => {
+                let Some(mut rec) = record else {
+                    return Err(DeliveryError::Blocked {
+                        message: format!("no ticket record for {}", op.fingerprint),
+                    });
+                };
+                let Some(tref) = rec.ticket_ref.clone() else {
+                    return Err(DeliveryError::Retry {
+                        message: "the ticket is not created yet".into(),
+                        retry_after: None,
+                    });
+                };
+                let t = TicketRef(tref);
+                self.paced().await;
+                let status = self.adapter.status(&self.client, &t).await?;
+                let content = incident.content(rec.previous_ref.clone());
+                if status == TicketStatus::Closed {
+                    let recent = now_millis() - rec.last_update_at
+                        <= self.reopen_window.as_millis() as Millis;
+                    if recent {
+                        self.paced().await;
+                        self.adapter.reopen(&self.client, &t).await?;
+                        let text =
+                            render::comment(&content, UpdateKind::Reopen, BodyFormat::Plain, note);
+                        self.paced().await;
+                        self.adapter
+                            .comment(&self.client, &t, &content, UpdateKind::Reopen, &text)
+                            .await?;
+                    } else {
+                        // Too old to reopen: a new ticket that references the closed one.
+                        let content = incident.content(Some(t.0.clone()));
+                        let body = render::body(&content, BodyFormat::Plain, None);
+                        self.paced().await;
+                        let new = self.adapter.create(&self.client, &content, &body).await?;
+                        rec.previous_ref = Some(t.0);
+                        rec.ticket_ref = Some(new.0);
+                        rec.opened_count = incident.count;
+                        rec.escalations = 0;
+                    }
+                } else {
+                    let text = render::comment(&content, *kind, BodyFormat::Plain, note);
+                    self.paced().await;
+                    self.adapter
+                        .comment(&self.client, &t, &content, *kind, &text)
+                        .await?;
+                }
+                rec.last_update_at = now_millis();
+                Ok(Some(rec))
+            }
+            Operation::SetPriority { priority } => {
+                let Some(rec) = record else {
+                    return Ok(None);
+                };
+                let Some(tref) = rec.ticket_ref.clone() else {
+                    return Err(DeliveryError::Retry {
+                        message: "the ticket is not created yet".into(),
+                        retry_after: None,
+                    });
+                };
+                self.paced().await;
+                self.adapter
+                    .set_priority(&self.client, &TicketRef(tref), *priority)
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_jittered_and_honours_retry_after() {
+        for (attempts, lo, hi) in [
+            (0, 1.0, 1.25),
+            (1, 2.0, 2.5),
+            (3, 8.0, 10.0),
+            (20, 300.0, 375.0),
+        ] {
+            let b = backoff(attempts, None).as_secs_f64();
+            assert!(b >= lo && b <= hi, "attempt {attempts}: {b}");
+        }
+        assert_eq!(
+            backoff(0, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+    }
+}
