@@ -139,6 +139,11 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
     },
+    /// Inspect and repair the ticket outbox (operations waiting for a help desk).
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// List the loaded detectors.
     Detectors {
         /// Config file.
@@ -157,6 +162,48 @@ enum Command {
 enum MatchFormat {
     Text,
     Jsonl,
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// List operations (default: those not delivered yet).
+    List {
+        /// Config file (to find the state directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// State directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Only this state: pending, blocked, done, dropped (default: all).
+        #[arg(long)]
+        state: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+    },
+    /// Make a blocked operation (or, with `all`, every blocked one) due now, after fixing the
+    /// help desk config. The running daemon picks it up.
+    Retry {
+        /// Operation id, or `all`.
+        id: String,
+        /// Config file (to find the state directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// State directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Give up on an operation (it stays listed as dropped).
+    Drop {
+        /// Operation id.
+        id: i64,
+        /// Config file (to find the state directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// State directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -246,6 +293,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             patterns,
             literals,
         } => cmd_detectors(config.as_deref(), patterns, literals),
+        Command::Outbox { action } => cmd_outbox(action),
         Command::Run {
             config,
             stdin,
@@ -865,4 +913,93 @@ fn cmd_incidents(
     }
     out.flush()?;
     Ok(exit::OK)
+}
+
+fn cmd_outbox(action: OutboxAction) -> Result<u8, Failure> {
+    match action {
+        OutboxAction::List {
+            config,
+            state_dir,
+            state,
+            format,
+        } => {
+            let file = state_file(config.as_deref(), state_dir)?;
+            let store = sentinela::state::Store::open_read_only(&file)?;
+            let rows = store.outbox(state.as_deref())?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            match format {
+                ScanFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &rows).map_err(io::Error::from)?;
+                    writeln!(out)?;
+                }
+                ScanFormat::Text => {
+                    for r in &rows {
+                        let op = match &r.operation {
+                            sentinela::ticket::lifecycle::Operation::Create { .. } => {
+                                "create".to_string()
+                            }
+                            sentinela::ticket::lifecycle::Operation::Update { kind, .. } => {
+                                format!("update ({kind:?})").to_lowercase()
+                            }
+                            sentinela::ticket::lifecycle::Operation::SetPriority { priority } => {
+                                format!("set priority {priority}")
+                            }
+                        };
+                        writeln!(
+                            out,
+                            "{:>6} {:<8} {:<12} {:<20} {} attempts={} next={}{}",
+                            r.id,
+                            r.state,
+                            r.helpdesk,
+                            op,
+                            r.fingerprint,
+                            r.attempts,
+                            format_rfc3339(r.next_attempt_at),
+                            r.last_error
+                                .as_deref()
+                                .map(|e| format!(" error: {e}"))
+                                .unwrap_or_default()
+                        )?;
+                    }
+                    writeln!(
+                        out,
+                        "{} operation{}",
+                        rows.len(),
+                        if rows.len() == 1 { "" } else { "s" }
+                    )?;
+                }
+            }
+            out.flush()?;
+            Ok(exit::OK)
+        }
+        OutboxAction::Retry {
+            id,
+            config,
+            state_dir,
+        } => {
+            let file = state_file(config.as_deref(), state_dir)?;
+            let mut store = sentinela::state::Store::open(&file)?;
+            let which = if id == "all" {
+                None
+            } else {
+                Some(id.parse::<i64>().map_err(|_| {
+                    anyhow::anyhow!("expected an operation id or `all`, got {id:?}")
+                })?)
+            };
+            let n = store.retry_operations(which)?;
+            println!("{n} operation{} due now", if n == 1 { "" } else { "s" });
+            Ok(if n == 0 { exit::FINDINGS } else { exit::OK })
+        }
+        OutboxAction::Drop {
+            id,
+            config,
+            state_dir,
+        } => {
+            let file = state_file(config.as_deref(), state_dir)?;
+            let mut store = sentinela::state::Store::open(&file)?;
+            let n = store.drop_operation(id)?;
+            println!("{n} operation{} dropped", if n == 1 { "" } else { "s" });
+            Ok(if n == 0 { exit::FINDINGS } else { exit::OK })
+        }
+    }
 }

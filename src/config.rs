@@ -49,6 +49,12 @@ pub struct ConfigFile {
     /// The daemon's HTTP endpoints (health, readiness, metrics).
     #[serde(default)]
     pub http: HttpSection,
+    /// Help desks that receive tickets (`[[helpdesk]]`).
+    #[serde(default, rename = "helpdesk")]
+    pub helpdesks: Vec<crate::ticket::adapter::HelpdeskConfig>,
+    /// Ticket lifecycle and flood control.
+    #[serde(default)]
+    pub tickets: crate::ticket::lifecycle::TicketsConfig,
 }
 
 /// `[source]`: lists of sources by kind.
@@ -605,6 +611,23 @@ impl Config {
             }
             if sl.max_connections == 0 || sl.max_message_bytes == 0 {
                 err(0, format!("[[source.syslog]] {:?}: max_connections and max_message_bytes must be at least 1", sl.name));
+            }
+        }
+
+        // Help desks: each entry's own checks (located), names unique.
+        let mut hd_names = std::collections::HashSet::new();
+        for h in &f.helpdesks {
+            for (span, msg) in h.problems() {
+                err(span.map_or(0, |s| s.start), msg);
+            }
+            if !hd_names.insert(h.name.get_ref().clone()) {
+                err(
+                    h.name.span().start,
+                    format!(
+                        "two [[helpdesk]] have the name {:?}; names must be unique",
+                        h.name.get_ref()
+                    ),
+                );
             }
         }
 

@@ -29,6 +29,9 @@ use crate::http::{Health, Metrics};
 use crate::scan::LineReader;
 use crate::source::{file, journald, syslog, Batch, Position};
 use crate::state::{Commit, StateError, Store};
+use crate::ticket::adapter::Adapter;
+use crate::ticket::lifecycle::{Lifecycle, Operation, TicketRecord};
+use crate::ticket::outbox::Worker;
 use crate::timestamp::{now_millis, TimeParser, Zone};
 
 /// How long a SIGTERM drain may take before the daemon exits anyway (state is committed
@@ -158,8 +161,37 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     }
 
     // Bounded: at most ~16 batches (each at most ~1 MiB) wait for the pipeline.
-    let (tx, rx) = mpsc::channel::<(Arc<str>, Batch)>(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Help desks: one delivery worker each (its own state-store connection), and the
+    // lifecycle decisions in the pipeline.
+    let mut desks = Vec::new();
+    let mut workers = tokio::task::JoinSet::new();
+    for h in &cfg.file.helpdesks {
+        let name = h.name.get_ref().clone();
+        let adapter = Adapter::from_config(h).map_err(DaemonError::Setup)?;
+        let worker = Worker::new(
+            adapter,
+            Store::open_dir(&dir)?,
+            cfg.file.tickets.reopen_window,
+            metrics.clone(),
+            health.clone(),
+        )
+        .map_err(DaemonError::Setup)?;
+        let records = store
+            .tickets(&name)?
+            .into_iter()
+            .map(|r| (r.fingerprint.clone(), r))
+            .collect();
+        desks.push(Desk {
+            lifecycle: Lifecycle::new(&name, cfg.file.tickets.clone()),
+            wake: worker.wake.clone(),
+            name,
+            records,
+        });
+        workers.spawn(worker.run(shutdown_rx.clone()));
+    }
+
+    let (tx, rx) = mpsc::channel::<(Arc<str>, Batch)>(16);
     let mut sources = tokio::task::JoinSet::new();
     let max_line = cfg.file.engine.max_line_bytes;
     for f in &cfg.file.sources.file {
@@ -232,6 +264,9 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         syslog: syslog_stats,
     };
     let pipeline = Pipeline {
+        desks,
+        pending_tickets: Vec::new(),
+        pending_outbox: Vec::new(),
         source_stats,
         engine,
         store,
@@ -255,9 +290,12 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             shutdown_tx,
         )
         .await;
-    // Sources end when the shutdown flag is set or their input ends.
+    // Sources and workers end when the shutdown flag is set (or their input ends). An
+    // operation in flight is delivered again at the next start (at-least-once, made
+    // idempotent by the create's key lookup).
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while sources.join_next().await.is_some() {}
+        while workers.join_next().await.is_some() {}
     })
     .await;
     health.set_ready(false);
@@ -359,8 +397,22 @@ impl SourceStats {
     }
 }
 
+/// One help desk as the pipeline sees it.
+struct Desk {
+    name: String,
+    lifecycle: Lifecycle,
+    /// Ticket records by fingerprint (the local map is the first source of truth).
+    records: HashMap<String, TicketRecord>,
+    /// Wakes the delivery worker after a commit that queued operations.
+    wake: Arc<tokio::sync::Notify>,
+}
+
 /// The pipeline task's state.
 struct Pipeline {
+    desks: Vec<Desk>,
+    /// Ticket records and outbox operations for the next commit.
+    pending_tickets: Vec<TicketRecord>,
+    pending_outbox: Vec<(String, String, Operation)>,
     source_stats: SourceStats,
     engine: Engine,
     store: Store,
@@ -498,6 +550,35 @@ impl Pipeline {
                 .insert(b.stream, (source.to_string(), p));
         }
         let changes = self.engine.take_changes();
+        if !self.desks.is_empty() {
+            let now = now_millis();
+            for &i in &changes.incidents {
+                let inc = &self.engine.incidents[i];
+                let det = self
+                    .engine
+                    .detectors
+                    .detectors
+                    .iter()
+                    .find(|d| d.id == inc.detector);
+                for desk in &mut self.desks {
+                    let digest_key = desk.lifecycle.digest_key(&inc.detector, now);
+                    let decision = desk.lifecycle.on_incident(
+                        inc,
+                        det,
+                        desk.records.get(&inc.fingerprint),
+                        desk.records.get(&digest_key),
+                        now,
+                    );
+                    for r in decision.records {
+                        desk.records.insert(r.fingerprint.clone(), r.clone());
+                        self.pending_tickets.push(r);
+                    }
+                    for (fp, op) in decision.ops {
+                        self.pending_outbox.push((desk.name.clone(), fp, op));
+                    }
+                }
+            }
+        }
         self.pending_incidents.extend(changes.incidents);
         for (d, k, s) in changes.correlation {
             self.pending_correlation.insert((d, k), s);
@@ -554,6 +635,8 @@ impl Pipeline {
         if self.pending_positions.is_empty()
             && self.pending_incidents.is_empty()
             && self.pending_correlation.is_empty()
+            && self.pending_outbox.is_empty()
+            && self.pending_tickets.is_empty()
         {
             return;
         }
@@ -578,7 +661,8 @@ impl Pipeline {
                 .iter()
                 .map(|((d, k), s)| (d.clone(), k.clone(), s.clone()))
                 .collect(),
-            ..Commit::default()
+            tickets: self.pending_tickets.clone(),
+            outbox: self.pending_outbox.clone(),
         };
         let started = Instant::now();
         match self.store.commit(&commit) {
@@ -592,6 +676,13 @@ impl Pipeline {
                 self.pending_positions.clear();
                 self.pending_incidents.clear();
                 self.pending_correlation.clear();
+                self.pending_tickets.clear();
+                if !self.pending_outbox.is_empty() {
+                    self.pending_outbox.clear();
+                    for d in &self.desks {
+                        d.wake.notify_one();
+                    }
+                }
             }
             Err(e) => {
                 self.metrics

@@ -371,8 +371,28 @@ impl Store {
                      ON CONFLICT(fingerprint, helpdesk) DO UPDATE SET record = ?3, updated_at = ?4",
                 )
                 .map_err(e)?;
+            let mut cur = tx
+                .prepare_cached(
+                    "SELECT record FROM tickets WHERE fingerprint = ?1 AND helpdesk = ?2",
+                )
+                .map_err(e)?;
             for r in &c.tickets {
-                let json = serde_json::to_string(r).expect("records serialize");
+                // The delivery worker owns the help desk's ticket ids: keep them when the
+                // pipeline's copy of the record does not know them yet.
+                let stored: Option<String> = cur
+                    .query_row(params![r.fingerprint, r.helpdesk], |row| row.get(0))
+                    .optional()
+                    .map_err(e)?;
+                let mut r = r.clone();
+                if let Some(old) =
+                    stored.and_then(|j| serde_json::from_str::<TicketRecord>(&j).ok())
+                {
+                    if r.ticket_ref.is_none() {
+                        r.ticket_ref = old.ticket_ref;
+                        r.previous_ref = old.previous_ref;
+                    }
+                }
+                let json = serde_json::to_string(&r).expect("records serialize");
                 tk.execute(params![r.fingerprint, r.helpdesk, json, now])
                     .map_err(e)?;
             }
@@ -502,10 +522,35 @@ impl Store {
         )
         .map_err(e)?;
         if let Some(r) = record {
+            // Merge into the current record: the pipeline may have updated its counters since
+            // this operation was read; the worker owns only the ticket ids (and the opening
+            // count when it replaced a closed ticket).
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM tickets WHERE fingerprint = ?1 AND helpdesk = ?2",
+                    params![r.fingerprint, r.helpdesk],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(e)?;
+            let merged = match stored.and_then(|j| serde_json::from_str::<TicketRecord>(&j).ok()) {
+                Some(mut cur) => {
+                    if cur.previous_ref != r.previous_ref {
+                        cur.opened_count = r.opened_count;
+                        cur.escalations = r.escalations;
+                    }
+                    cur.ticket_ref.clone_from(&r.ticket_ref);
+                    cur.previous_ref.clone_from(&r.previous_ref);
+                    cur.last_update_at = cur.last_update_at.max(r.last_update_at);
+                    cur
+                }
+                None => r.clone(),
+            };
+            let json = serde_json::to_string(&merged).expect("records serialize");
             tx.execute(
                 "INSERT INTO tickets (fingerprint, helpdesk, record, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(fingerprint, helpdesk) DO UPDATE SET record = ?3, updated_at = ?4",
-                params![r.fingerprint, r.helpdesk, serde_json::to_string(r).expect("records serialize"), now],
+                params![merged.fingerprint, merged.helpdesk, json, now],
             )
             .map_err(e)?;
         }

@@ -218,12 +218,15 @@ impl IncidentSnapshot {
         self
     }
 
-    /// The content a ticket is rendered from.
+    /// The content a ticket is rendered from, with secrets redacted from the attacker-side
+    /// text (title, fields, evidence), so adapters that send it as data (webhooks) never
+    /// carry them either.
     pub fn content(&self, previous_ticket: Option<String>) -> crate::ticket::TicketContent {
+        use crate::ticket::render::redact;
         crate::ticket::TicketContent {
             fingerprint: self.fingerprint.clone(),
             detector: self.detector.clone(),
-            title: self.title.clone(),
+            title: redact(&self.title).into_owned(),
             priority: self.priority,
             severity: self.severity.clone(),
             category: self.category.clone(),
@@ -232,8 +235,16 @@ impl IncidentSnapshot {
             first_seen: format_rfc3339(self.first_seen),
             last_seen: format_rfc3339(self.last_seen),
             source: self.source.clone(),
-            fields: self.fields.clone(),
-            evidence: self.evidence.clone(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), redact(v).into_owned()))
+                .collect(),
+            evidence: self
+                .evidence
+                .iter()
+                .map(|l| redact(l).into_owned())
+                .collect(),
             description: self.description.clone(),
             response: self.response.clone(),
             references: self.references.clone(),

@@ -13,13 +13,12 @@
 //!   `Retry-After`; 401/403/404 and validation errors *block* the operation (error log,
 //!   metric, `/readyz` degraded) until an operator runs `sentinela outbox retry`.
 //!
-//! Outgoing requests are paced per help desk (`requests_per_second`, governor) with jitter.
+//! Outgoing requests are paced per help desk by the adapter (`requests_per_second`, governor),
+//! with jitter added here.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
@@ -43,10 +42,12 @@ pub fn backoff(attempts: i64, retry_after: Option<Duration>) -> Duration {
 pub struct Worker {
     /// The help desk.
     pub adapter: Adapter,
+
     client: reqwest::Client,
-    store: Store,
+    /// Its own connection to the state store (a mutex only to make the worker `Sync`: it is
+    /// the only user).
+    store: std::sync::Mutex<Store>,
     reopen_window: Duration,
-    pace: DefaultDirectRateLimiter,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// Woken by the pipeline after a commit that queued operations.
@@ -58,24 +59,24 @@ impl Worker {
     pub fn new(
         adapter: Adapter,
         store: Store,
-        requests_per_second: f64,
         reopen_window: Duration,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Result<Worker, String> {
         let client = crate::ticket::adapter::http_client()?;
-        let per_s =
-            NonZeroU32::new(requests_per_second.ceil().max(1.0) as u32).expect("at least 1");
         Ok(Worker {
             adapter,
             client,
-            store,
+            store: std::sync::Mutex::new(store),
             reopen_window,
-            pace: RateLimiter::direct(Quota::per_second(per_s)),
             metrics,
             health,
             wake: Arc::new(Notify::new()),
         })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn problem_key(&self) -> String {
@@ -85,12 +86,24 @@ impl Worker {
     /// Delivers until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let name = self.adapter.name().to_string();
+        // Start-up check: credentials, queue and fields. A refusal marks /readyz degraded;
+        // operations stay queued either way.
+        match self.adapter.check(&self.client).await {
+            Ok(()) => info!(message = "Help desk check passed.", helpdesk = %name),
+            Err(DeliveryError::Blocked { message }) => {
+                error!(message = "Help desk check failed.", helpdesk = %name, error = %message);
+                self.health.problem(&self.problem_key(), Some(message));
+            }
+            Err(e) => {
+                warn!(message = "Help desk not reachable at start-up; will retry.", helpdesk = %name, error = %e)
+            }
+        }
         loop {
             if *shutdown.borrow() {
                 return;
             }
             let due =
-                tokio::task::block_in_place(|| self.store.due_operations(&name, now_millis(), 32));
+                tokio::task::block_in_place(|| self.db().due_operations(&name, now_millis(), 32));
             let due = match due {
                 Ok(d) => d,
                 Err(e) => {
@@ -100,7 +113,7 @@ impl Worker {
             };
             self.export_gauges();
             if due.is_empty() {
-                let next = tokio::task::block_in_place(|| self.store.next_due(&name))
+                let next = tokio::task::block_in_place(|| self.db().next_due(&name))
                     .ok()
                     .flatten();
                 let wait = next
@@ -124,7 +137,7 @@ impl Worker {
 
     fn export_gauges(&self) {
         let name = self.adapter.name();
-        if let Ok(rows) = self.store.outbox(None) {
+        if let Ok(rows) = self.db().outbox(None) {
             for state in ["pending", "blocked"] {
                 let n = rows
                     .iter()
@@ -139,16 +152,16 @@ impl Worker {
         }
     }
 
-    /// Paces requests: waits for the help desk's rate limiter, plus a little jitter.
+    /// Jitter between requests; the adapter itself enforces the help desk's
+    /// `requests_per_second`.
     async fn paced(&self) {
-        self.pace.until_ready().await;
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..20))).await;
     }
 
     async fn deliver(&mut self, op: OutboxRow) {
         let name = self.adapter.name().to_string();
         let record = self
-            .store
+            .db()
             .tickets(&name)
             .ok()
             .and_then(|t| t.into_iter().find(|r| r.fingerprint == op.fingerprint));
@@ -174,7 +187,7 @@ impl Worker {
                     1.0,
                 );
                 self.health.problem(&self.problem_key(), None);
-                tokio::task::block_in_place(|| self.store.complete_operation(op.id, rec.as_ref()))
+                tokio::task::block_in_place(|| self.db().complete_operation(op.id, rec.as_ref()))
             }
             Err(DeliveryError::Retry {
                 message,
@@ -194,7 +207,7 @@ impl Worker {
                 );
                 let next = now_millis() + wait.as_millis() as Millis;
                 tokio::task::block_in_place(|| {
-                    self.store.fail_operation(op.id, Some(next), &message)
+                    self.db().fail_operation(op.id, Some(next), &message)
                 })
             }
             Err(DeliveryError::Blocked { message }) => {
@@ -210,7 +223,7 @@ impl Worker {
                 );
                 self.health
                     .problem(&self.problem_key(), Some(message.clone()));
-                tokio::task::block_in_place(|| self.store.fail_operation(op.id, None, &message))
+                tokio::task::block_in_place(|| self.db().fail_operation(op.id, None, &message))
             }
         };
         if let Err(e) = stored {
@@ -314,6 +327,11 @@ impl Worker {
                 Ok(Some(rec))
             }
             Operation::SetPriority { priority } => {
+                // Help desks without a separate state change (webhooks) learn the new priority
+                // from the escalation comment that follows.
+                if !self.adapter.capabilities().separate_state_changes {
+                    return Ok(None);
+                }
                 let Some(rec) = record else {
                     return Ok(None);
                 };
