@@ -539,16 +539,26 @@ fn cmd_scan(
         "truncated_lines": st.truncated_lines,
         "evicted_keys": engine.evicted_keys(),
     });
+    let requests = dry_run_requests(&cfg, &engine, &incidents)?;
     let mut out = BufWriter::new(io::stdout().lock());
     match format {
         ScanFormat::Json => {
-            let doc = json!({ "incidents": incidents, "summary": summary });
+            let doc = json!({ "incidents": incidents, "summary": summary, "requests": requests });
             serde_json::to_writer_pretty(&mut out, &doc).map_err(io::Error::from)?;
             writeln!(out)?;
         }
         ScanFormat::Text => {
             for i in &incidents {
                 write_incident(&mut out, i)?;
+            }
+            for r in &requests {
+                writeln!(
+                    out,
+                    "Would send to help desk {:?} (incident {}):\n{}",
+                    r["helpdesk"].as_str().unwrap_or_default(),
+                    r["fingerprint"].as_str().unwrap_or_default(),
+                    r["text"].as_str().unwrap_or_default()
+                )?;
             }
             let total_hits: u64 = st.hits.iter().sum();
             writeln!(
@@ -1002,4 +1012,44 @@ fn cmd_outbox(action: OutboxAction) -> Result<u8, Failure> {
             Ok(if n == 0 { exit::FINDINGS } else { exit::OK })
         }
     }
+}
+
+/// The exact HTTP requests each configured help desk would receive for these incidents (the
+/// ticket creations; secrets redacted). Nothing is sent.
+fn dry_run_requests(
+    cfg: &Config,
+    engine: &Engine,
+    incidents: &[&Incident],
+) -> Result<Vec<serde_json::Value>, Failure> {
+    use sentinela::ticket::adapter::Adapter;
+    use sentinela::ticket::lifecycle::IncidentSnapshot;
+    use sentinela::ticket::render::{self, BodyFormat};
+    let mut out = Vec::new();
+    for h in &cfg.file.helpdesks {
+        let adapter = Adapter::for_dry_run(h).map_err(|e| anyhow::anyhow!(e))?;
+        for i in incidents {
+            let mut snap = IncidentSnapshot::of(i);
+            if let Some(d) = engine
+                .detectors
+                .detectors
+                .iter()
+                .find(|d| d.id == i.detector)
+            {
+                snap = snap.with_detector(d);
+            }
+            let content = snap.content(None);
+            let body = render::body(&content, BodyFormat::Plain, None);
+            let req = adapter.create_request(&content, &body);
+            out.push(json!({
+                "helpdesk": adapter.name(),
+                "fingerprint": i.fingerprint,
+                "method": req.method,
+                "url": req.url,
+                "headers": req.headers.iter().map(|h| (h.name.clone(), if h.secret { "<redacted>".to_string() } else { h.value.clone() })).collect::<Vec<_>>(),
+                "body": req.body,
+                "text": req.display_redacted(),
+            }));
+        }
+    }
+    Ok(out)
 }

@@ -603,3 +603,69 @@ fn a_line_hitting_two_prerequisites_counts_once_for_a_sequence() {
     assert_eq!(seq.len(), 1, "{doc}");
     assert_eq!(seq[0]["fields"]["source.address"], "203.0.113.6");
 }
+
+#[test]
+fn dry_run_prints_the_exact_help_desk_requests_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[[helpdesk]]\nname = \"rt\"\nkind = \"rt\"\nurl = \"https://rt.example.com\"\nqueue = \"Security\"\ntoken_env = \"T_RT_TOKEN\"\n\
+                 [[helpdesk]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\nhmac_secret_env = \"T_HOOK_KEY\"\n";
+    let cfg = own_config(dir.path(), BRUTE, extra);
+    let log: String = (0..3)
+        .map(|i| fail_line(0, i, "bob", "203.0.113.9"))
+        .collect();
+    let log = write(dir.path(), "auth.log", log);
+    let o = bin()
+        .args([
+            "scan",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--format",
+            "json",
+            log.to_str().unwrap(),
+        ])
+        .env("T_RT_TOKEN", "1-27-topsecrettoken")
+        .env("T_HOOK_KEY", "hmac-key-value")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = stdout(&o);
+    assert!(
+        !all.contains("topsecrettoken") && !all.contains("hmac-key-value"),
+        "secret printed"
+    );
+    let doc: Value = serde_json::from_str(&all).unwrap();
+    let fp = doc["incidents"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reqs = doc["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let rt = reqs.iter().find(|r| r["helpdesk"] == "rt").unwrap();
+    assert_eq!(rt["method"], "POST");
+    assert_eq!(rt["url"], "https://rt.example.com/REST/2.0/ticket");
+    let body: Value = serde_json::from_str(rt["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["CustomFields"]["SentinelaFingerprint"], fp.as_str());
+    assert_eq!(body["Queue"], "Security");
+    assert!(
+        rt["text"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: <redacted>"),
+        "{}",
+        rt["text"]
+    );
+    let hook = reqs.iter().find(|r| r["helpdesk"] == "hook").unwrap();
+    let hb: Value = serde_json::from_str(hook["body"].as_str().unwrap()).unwrap();
+    assert_eq!(hb["action"], "create");
+    assert_eq!(hb["fingerprint"], fp.as_str());
+    // Text output says what would be sent, and that nothing was.
+    let t = bin()
+        .args(["scan", "-c", cfg.to_str().unwrap(), log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = stdout(&t);
+    assert!(
+        text.contains("Would send to help desk \"rt\"") && text.contains("Nothing was sent"),
+        "{text}"
+    );
+}
