@@ -347,3 +347,118 @@ fn one_ticket_per_incident_comments_on_recurrence_and_survives_restarts_and_outa
         .collect();
     assert_eq!(counts.iter().sum::<u64>(), 7 + 3 + 3, "{counts:?}");
 }
+
+impl Rt {
+    fn put(&self, path: &str, json: &str) {
+        let token = std::fs::read_to_string(self.token_file()).unwrap();
+        let ok = Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args([
+                "-H",
+                &format!("Authorization: token {}", token.trim()),
+                "-d",
+                json,
+            ])
+            .arg(format!("{}/REST/2.0/{path}", self.url()))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+fn config(work: &Path, rt: &Rt, token_file: &Path) -> PathBuf {
+    std::fs::write(work.join("det.toml"), DETECTOR).unwrap();
+    let cfg = work.join("sentinela.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[detectors]\nbuiltin = false\ndirs = [\"det.toml\"]\n[state]\ndir = \"{}\"\n[http]\nlisten = \"\"\n\
+             [tickets]\nupdate_interval = \"1s\"\n\
+             [[source.file]]\nname = \"app\"\ninclude = [\"{}\"]\nstart_at = \"beginning\"\npoll_interval = \"200ms\"\n\
+             [[helpdesk]]\nname = \"rt\"\nkind = \"rt\"\nurl = \"{}\"\nqueue = \"Security\"\ntoken_file = \"{}\"\n",
+            work.join("state").display(),
+            work.join("app.log").display(),
+            rt.url(),
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn a_wrong_token_blocks_operations_until_the_operator_retries_and_closed_tickets_reopen() {
+    if !rt_available() {
+        return;
+    }
+    let rt = Rt::start();
+    let work = tempfile::tempdir().unwrap();
+    let (log, state) = (work.path().join("app.log"), work.path().join("state"));
+    let bad = work.path().join("bad.token");
+    std::fs::write(&bad, "1-27-00000000000000000000000000000000\n").unwrap();
+    let cfg = config(work.path(), &rt, &bad);
+    let dlog = work.path().join("daemon.log");
+    let d = Daemon::start(&cfg, &dlog);
+    attack(&log, "203.0.113.50", 3);
+    wait_until("a blocked create", Duration::from_secs(60), || {
+        outbox(&state).iter().any(|o| o["state"] == "blocked")
+    });
+    let fp = fingerprint_of(&state, "203.0.113.50").unwrap();
+    assert!(rt.tickets_for(&fp).is_empty());
+    let blocked = outbox(&state);
+    assert!(
+        blocked[0]["last_error"].as_str().unwrap().contains("401"),
+        "{blocked:?}"
+    );
+    assert!(
+        !blocked[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("0000000000"),
+        "the token is never shown"
+    );
+    d.kill9();
+
+    // The operator fixes the token, restarts, and retries the blocked operation.
+    let cfg = config(work.path(), &rt, &rt.token_file());
+    let d = Daemon::start(&cfg, &dlog);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        outbox(&state).iter().any(|o| o["state"] == "blocked"),
+        "blocked stays blocked until retried"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_sentinela"))
+        .args(["outbox", "retry", "all", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_until(
+        "the ticket after the retry",
+        Duration::from_secs(60),
+        || rt.tickets_for(&fp).len() == 1,
+    );
+    let id = rt.tickets_for(&fp)[0].clone();
+
+    // The team resolves the ticket; the attack comes back: the ticket is reopened with a
+    // comment, not duplicated.
+    rt.put(&format!("ticket/{id}"), "{\"Status\":\"resolved\"}");
+    assert!(rt.tickets_for(&fp).is_empty());
+    std::thread::sleep(Duration::from_millis(1200));
+    attack(&log, "203.0.113.50", 2);
+    wait_until("the reopened ticket", Duration::from_secs(60), || {
+        rt.tickets_for(&fp) == vec![id.clone()]
+    });
+    wait_until("the reopen comment", Duration::from_secs(30), || {
+        rt.comments(&id) >= 1
+    });
+    drop(d);
+}
