@@ -265,7 +265,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     };
     let pipeline = Pipeline {
         desks,
-        pending_tickets: Vec::new(),
+        pending_tickets: BTreeMap::new(),
         pending_outbox: Vec::new(),
         source_stats,
         engine,
@@ -411,7 +411,7 @@ struct Desk {
 struct Pipeline {
     desks: Vec<Desk>,
     /// Ticket records and outbox operations for the next commit.
-    pending_tickets: Vec<TicketRecord>,
+    pending_tickets: BTreeMap<(String, String), TicketRecord>,
     pending_outbox: Vec<(String, String, Operation)>,
     source_stats: SourceStats,
     engine: Engine,
@@ -571,7 +571,10 @@ impl Pipeline {
                     );
                     for r in decision.records {
                         desk.records.insert(r.fingerprint.clone(), r.clone());
-                        self.pending_tickets.push(r);
+                        // The latest version of a record wins (a storm digest changes with
+                        // every incident).
+                        self.pending_tickets
+                            .insert((r.helpdesk.clone(), r.fingerprint.clone()), r);
                     }
                     for (fp, op) in decision.ops {
                         self.pending_outbox.push((desk.name.clone(), fp, op));
@@ -661,7 +664,7 @@ impl Pipeline {
                 .iter()
                 .map(|((d, k), s)| (d.clone(), k.clone(), s.clone()))
                 .collect(),
-            tickets: self.pending_tickets.clone(),
+            tickets: self.pending_tickets.values().cloned().collect(),
             outbox: self.pending_outbox.clone(),
         };
         let started = Instant::now();

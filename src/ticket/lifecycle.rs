@@ -140,9 +140,17 @@ pub struct TicketRecord {
     pub last_update_count: u64,
     /// The previous ticket, when this one replaced a closed one.
     pub previous_ref: Option<String>,
-    /// For digest tickets: incidents added since the last digest comment.
+    /// For digest tickets: incidents added since the last digest comment (at most
+    /// [`DIGEST_LINES`]; the rest are counted in `pending_omitted`).
     pub pending_digest: Vec<String>,
+    /// For digest tickets: incidents beyond [`DIGEST_LINES`] since the last digest comment.
+    #[serde(default)]
+    pub pending_omitted: u64,
 }
+
+/// Incidents listed by name in one digest comment; more are counted. Keeps the record (and
+/// the comment) bounded however big the storm.
+pub const DIGEST_LINES: usize = 50;
 
 /// One operation for the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -405,7 +413,11 @@ impl Lifecycle {
             match digest {
                 Some(dg) => {
                     let mut dg = dg.clone();
-                    dg.pending_digest.push(line);
+                    if dg.pending_digest.len() < DIGEST_LINES {
+                        dg.pending_digest.push(line);
+                    } else {
+                        dg.pending_omitted += 1;
+                    }
                     self.flush_digest(&mut dg, incident, now, &mut d);
                     d.records.push(dg);
                 }
@@ -510,7 +522,9 @@ impl Lifecycle {
         let mut s = IncidentSnapshot::of(incident);
         s.fingerprint = dg.fingerprint.clone();
         let list = std::mem::take(&mut dg.pending_digest);
-        dg.last_update_count += list.len() as u64;
+        let omitted = std::mem::take(&mut dg.pending_omitted);
+        let total = list.len() as u64 + omitted;
+        dg.last_update_count += total;
         d.ops.push((
             dg.fingerprint.clone(),
             Operation::Update {
@@ -538,6 +552,7 @@ impl Lifecycle {
             last_update_count: count,
             previous_ref: None,
             pending_digest: Vec::new(),
+            pending_omitted: 0,
         }
     }
 }

@@ -250,6 +250,7 @@ impl Worker {
                     last_update_count: incident.count,
                     previous_ref: None,
                     pending_digest: Vec::new(),
+                    pending_omitted: 0,
                 });
                 let content = incident.content(rec.previous_ref.clone());
                 // Idempotency: a ticket with this key may exist already (a create whose
