@@ -1038,7 +1038,11 @@ fn dry_run_requests(
                 snap = snap.with_detector(d);
             }
             let content = snap.content(None);
-            let body = render::body(&content, BodyFormat::Plain, None);
+            let body = render::body(
+                &content,
+                BodyFormat::Plain,
+                cfg.file.tickets.status_template.as_deref(),
+            );
             let req = adapter.create_request(&content, &body);
             out.push(json!({
                 "helpdesk": adapter.name(),

@@ -166,13 +166,25 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     // lifecycle decisions in the pipeline.
     let mut desks = Vec::new();
     let mut workers = tokio::task::JoinSet::new();
+    let config_dir = cfg.path.parent().map(Path::to_path_buf).unwrap_or_default();
     for h in &cfg.file.helpdesks {
         let name = h.name.get_ref().clone();
-        let adapter = Adapter::from_config(h).map_err(DaemonError::Setup)?;
+        // Secret files named relative to the config file.
+        let mut h = h.clone();
+        for f in [&mut h.token_file, &mut h.hmac_secret_file]
+            .into_iter()
+            .flatten()
+        {
+            if f.get_ref().is_relative() && config_dir.is_dir() {
+                *f = toml::Spanned::new(f.span(), config_dir.join(f.get_ref()));
+            }
+        }
+        let adapter = Adapter::from_config(&h).map_err(DaemonError::Setup)?;
         let worker = Worker::new(
             adapter,
             Store::open_dir(&dir)?,
             cfg.file.tickets.reopen_window,
+            cfg.file.tickets.status_template.clone(),
             metrics.clone(),
             health.clone(),
         )

@@ -608,7 +608,8 @@ fn a_line_hitting_two_prerequisites_counts_once_for_a_sequence() {
 fn dry_run_prints_the_exact_help_desk_requests_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let extra = "[[helpdesk]]\nname = \"rt\"\nkind = \"rt\"\nurl = \"https://rt.example.com\"\nqueue = \"Security\"\ntoken_env = \"T_RT_TOKEN\"\n\
-                 [[helpdesk]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\nhmac_secret_env = \"T_HOOK_KEY\"\n";
+                 [[helpdesk]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\nhmac_secret_env = \"T_HOOK_KEY\"\n\
+                 [tickets]\nstatus_template = \"Our team is on {title}\"\n";
     let cfg = own_config(dir.path(), BRUTE, extra);
     let log: String = (0..3)
         .map(|i| fail_line(0, i, "bob", "203.0.113.9"))
@@ -646,6 +647,13 @@ fn dry_run_prints_the_exact_help_desk_requests_without_secrets() {
     let body: Value = serde_json::from_str(rt["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["CustomFields"]["SentinelaFingerprint"], fp.as_str());
     assert_eq!(body["Queue"], "Security");
+    assert!(
+        body["Content"]
+            .as_str()
+            .unwrap()
+            .contains("Our team is on Brute force from 203.0.113.9"),
+        "the configured status text is in the body: {body}"
+    );
     assert!(
         rt["text"]
             .as_str()

@@ -387,7 +387,11 @@ fn config(work: &Path, rt: &Rt, token_file: &Path) -> PathBuf {
             work.join("state").display(),
             work.join("app.log").display(),
             rt.url(),
-            token_file.display()
+            // A token file next to the config is named relative to it.
+            match token_file.strip_prefix(work) {
+                Ok(rel) => rel.display().to_string(),
+                Err(_) => token_file.display().to_string(),
+            }
         ),
     )
     .unwrap();

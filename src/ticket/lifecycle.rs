@@ -51,6 +51,11 @@ pub struct TicketsConfig {
     /// Ticket creation quotas.
     #[serde(default)]
     pub quota: QuotaConfig,
+    /// The short customer-facing status text in every ticket body; placeholders `{title}`,
+    /// `{first_seen}`, `{last_seen}`, `{priority}`, `{fingerprint}`. Default:
+    /// [`crate::ticket::render::DEFAULT_STATUS_TEMPLATE`]; empty leaves the section out.
+    #[serde(default)]
+    pub status_template: Option<String>,
 }
 
 /// `[tickets.quota]`
@@ -114,6 +119,7 @@ impl Default for TicketsConfig {
             reopen_window: d_reopen(),
             escalate_factors: d_escalate(),
             quota: QuotaConfig::default(),
+            status_template: None,
         }
     }
 }

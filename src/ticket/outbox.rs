@@ -48,6 +48,8 @@ pub struct Worker {
     /// the only user).
     store: std::sync::Mutex<Store>,
     reopen_window: Duration,
+    /// Customer-facing status text template (None: the default).
+    status_template: Option<String>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// Woken by the pipeline after a commit that queued operations.
@@ -60,6 +62,7 @@ impl Worker {
         adapter: Adapter,
         store: Store,
         reopen_window: Duration,
+        status_template: Option<String>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Result<Worker, String> {
@@ -69,6 +72,7 @@ impl Worker {
             client,
             store: std::sync::Mutex::new(store),
             reopen_window,
+            status_template,
             metrics,
             health,
             wake: Arc::new(Notify::new()),
@@ -267,7 +271,11 @@ impl Worker {
                     }
                     None => {
                         self.paced().await;
-                        let body = render::body(&content, BodyFormat::Plain, None);
+                        let body = render::body(
+                            &content,
+                            BodyFormat::Plain,
+                            self.status_template.as_deref(),
+                        );
                         self.adapter.create(&self.client, &content, &body).await?
                     }
                 };
@@ -309,7 +317,11 @@ impl Worker {
                     } else {
                         // Too old to reopen: a new ticket that references the closed one.
                         let content = incident.content(Some(t.0.clone()));
-                        let body = render::body(&content, BodyFormat::Plain, None);
+                        let body = render::body(
+                            &content,
+                            BodyFormat::Plain,
+                            self.status_template.as_deref(),
+                        );
                         self.paced().await;
                         let new = self.adapter.create(&self.client, &content, &body).await?;
                         rec.previous_ref = Some(t.0);
