@@ -275,6 +275,11 @@ mod tests {
         m.add("sentinela_lines_total", &[("source", "auth")], 3.0);
         m.add("sentinela_lines_total", &[("source", "auth")], 2.0);
         m.add("sentinela_hits_total", &[("detector", "a\"b")], 1.0);
+        m.add(
+            "sentinela_ticket_operations_total",
+            &[("helpdesk", "rt"), ("op", "create"), ("result", "ok")],
+            1.0,
+        );
         let text = m.render();
         assert!(text.contains("# TYPE sentinela_lines_total counter"));
         assert!(

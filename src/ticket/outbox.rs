@@ -175,21 +175,17 @@ impl Worker {
             Operation::SetPriority { .. } => "set_priority",
         };
         let result = self.execute(&op, record).await;
-        let labels = |result: &'static str| {
-            [
-                ("helpdesk", name.clone()),
-                ("op", kind.to_string()),
-                ("result", result.to_string()),
-            ]
+        let metrics = self.metrics.clone();
+        let count = |result: &str| {
+            metrics.add(
+                "sentinela_ticket_operations_total",
+                &[("helpdesk", &name), ("op", kind), ("result", result)],
+                1.0,
+            )
         };
         let stored = match result {
             Ok(rec) => {
-                let l = labels("ok");
-                self.metrics.add(
-                    "sentinela_ticket_operations_total",
-                    &[("helpdesk", &l[0].1), ("op", &l[1].1), ("result", &l[2].1)],
-                    1.0,
-                );
+                count("ok");
                 self.health.problem(&self.problem_key(), None);
                 tokio::task::block_in_place(|| self.db().complete_operation(op.id, rec.as_ref()))
             }
@@ -203,12 +199,7 @@ impl Worker {
                     helpdesk = %name, operation = op.id, attempt = op.attempts + 1,
                     retry_in = ?wait, error = %message
                 );
-                let l = labels("retry");
-                self.metrics.add(
-                    "sentinela_ticket_operations_total",
-                    &[("helpdesk", &l[0].1), ("op", &l[1].1), ("result", &l[2].1)],
-                    1.0,
-                );
+                count("retry");
                 let next = now_millis() + wait.as_millis() as Millis;
                 tokio::task::block_in_place(|| {
                     self.db().fail_operation(op.id, Some(next), &message)
@@ -219,12 +210,7 @@ impl Worker {
                     message = "Help desk refused an operation; it stays queued until `sentinela outbox retry` after fixing the config.",
                     helpdesk = %name, operation = op.id, error = %message
                 );
-                let l = labels("blocked");
-                self.metrics.add(
-                    "sentinela_ticket_operations_total",
-                    &[("helpdesk", &l[0].1), ("op", &l[1].1), ("result", &l[2].1)],
-                    1.0,
-                );
+                count("blocked");
                 self.health
                     .problem(&self.problem_key(), Some(message.clone()));
                 tokio::task::block_in_place(|| self.db().fail_operation(op.id, None, &message))
