@@ -196,16 +196,34 @@ fn incidents(state: &Path) -> Vec<Value> {
     v["incidents"].as_array().cloned().unwrap_or_default()
 }
 
-fn outbox(state: &Path) -> Vec<Value> {
+/// The outbox, or `None` when it could not be read this time (the daemon may be starting).
+fn try_outbox(state: &Path) -> Option<Vec<Value>> {
     let o = Command::new(env!("CARGO_BIN_EXE_sentinela"))
         .args(["outbox", "list", "--format", "json", "--state-dir"])
         .arg(state)
         .output()
         .unwrap();
+    if !o.status.success() {
+        return None;
+    }
     serde_json::from_slice::<Value>(&o.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
+        .ok()?
+        .as_array()
+        .cloned()
+}
+
+fn outbox(state: &Path) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = try_outbox(state) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "cannot read the outbox"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn fingerprint_of(state: &Path, addr: &str) -> Option<String> {
@@ -325,6 +343,18 @@ fn one_ticket_per_incident_comments_on_recurrence_and_survives_restarts_and_outa
         Duration::from_secs(90),
         || rt.tickets_for(&fp3).len() == 1,
     );
+    // kill -9, possibly between a create and the recording of its answer: the restarted
+    // daemon finds the ticket by its key instead of creating another.
+    d.kill9();
+    let d = Daemon::start(&cfg, &daemon_log);
+    wait_until("the outbox to drain", Duration::from_secs(90), || {
+        let ops = outbox(&state);
+        !ops.is_empty() && ops.iter().all(|o| o["state"] == "done")
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &d.0.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(500));
     drop(d);
 
     // Nothing lost, nothing duplicated.
