@@ -235,8 +235,10 @@ impl Daemon {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
+            // The drain is bounded by DRAIN_TIMEOUT (10 s) plus the final commit; leave room
+            // for a loaded 2-core CI machine running tests in parallel.
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < Duration::from_secs(60),
                 "no exit after SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(20));
