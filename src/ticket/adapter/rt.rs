@@ -199,6 +199,18 @@ impl Rt {
         )
     }
 
+    /// A successful answer's JSON body: the shared first step of every parser (error statuses
+    /// classified with RT's hints, a body that is not JSON is unexpected).
+    fn json_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Value, DeliveryError> {
+        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
+        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+    }
+
     /// The ticket id from `201 {"id": "7", ...}`.
     pub fn parse_create(
         &self,
@@ -206,8 +218,7 @@ impl Rt {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
-        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = self.json_answer(status, headers, body)?;
         v.get("id")
             .and_then(id_of)
             .map(TicketRef)
@@ -223,8 +234,7 @@ impl Rt {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = self.json_answer(status, headers, body)?;
         let fields = v
             .get("CustomFields")
             .ok_or_else(|| unexpected("no CustomFields", body))?;
@@ -274,8 +284,7 @@ impl Rt {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Option<TicketRef>, DeliveryError> {
-        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = self.json_answer(status, headers, body)?;
         let items = v
             .get("items")
             .and_then(Value::as_array)
@@ -320,8 +329,7 @@ impl Rt {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<TicketStatus, DeliveryError> {
-        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = self.json_answer(status, headers, body)?;
         let s = v
             .get("Status")
             .and_then(Value::as_str)
@@ -348,8 +356,7 @@ impl Rt {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = self.json_answer(status, headers, body)?;
         let msgs = v
             .as_array()
             .ok_or_else(|| unexpected("not an array of messages", body))?;
@@ -447,8 +454,7 @@ impl Rt {
             );
             return Ok(());
         }
-        classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = self.json_answer(status, headers, body)?;
         let name = v.get("Name").and_then(Value::as_str).unwrap_or("");
         let kind = v.get("Type").and_then(Value::as_str).unwrap_or("");
         if v.get("Disabled").and_then(Value::as_str) == Some("1") {
