@@ -1023,10 +1023,26 @@ fn dry_run_requests(
 ) -> Result<Vec<serde_json::Value>, Failure> {
     use sentinela::ticket::adapter::Adapter;
     use sentinela::ticket::lifecycle::IncidentSnapshot;
-    use sentinela::ticket::render::{self, BodyFormat};
+    use sentinela::ticket::render;
+    use sentinela::ticket::{HttpRequest, TicketRef};
     let mut out = Vec::new();
+    let show = |adapter: &Adapter, fingerprint: Option<&str>, req: &HttpRequest| {
+        json!({
+            "helpdesk": adapter.name(),
+            "fingerprint": fingerprint,
+            "method": req.method,
+            "url": req.url,
+            "headers": req.headers.iter().map(|h| (h.name.clone(), if h.secret { "<redacted>".to_string() } else { h.value.clone() })).collect::<Vec<_>>(),
+            "body": req.body,
+            "text": req.display_redacted(),
+        })
+    };
     for h in &cfg.file.helpdesks {
         let adapter = Adapter::for_dry_run(h).map_err(|e| anyhow::anyhow!(e))?;
+        // A help desk with login sessions (GLPI) opens one first.
+        if let (Some(req), false) = (adapter.open_session_request(), incidents.is_empty()) {
+            out.push(show(&adapter, None, &req));
+        }
         for i in incidents {
             let mut snap = IncidentSnapshot::of(i);
             if let Some(d) = engine
@@ -1040,19 +1056,17 @@ fn dry_run_requests(
             let content = snap.content(None);
             let body = render::body(
                 &content,
-                BodyFormat::Plain,
+                adapter.body_format(),
                 cfg.file.tickets.status_template.as_deref(),
             );
             let req = adapter.create_request(&content, &body);
-            out.push(json!({
-                "helpdesk": adapter.name(),
-                "fingerprint": i.fingerprint,
-                "method": req.method,
-                "url": req.url,
-                "headers": req.headers.iter().map(|h| (h.name.clone(), if h.secret { "<redacted>".to_string() } else { h.value.clone() })).collect::<Vec<_>>(),
-                "body": req.body,
-                "text": req.display_redacted(),
-            }));
+            out.push(show(&adapter, Some(&i.fingerprint), &req));
+            // Follow-ups of the create (Zammad's dedup tag), with the id the help desk would
+            // return shown as a placeholder.
+            let new_ticket = TicketRef("NEW_TICKET_ID".into());
+            for req in adapter.after_create_requests(&new_ticket, &content) {
+                out.push(show(&adapter, Some(&i.fingerprint), &req));
+            }
         }
     }
     Ok(out)

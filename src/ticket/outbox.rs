@@ -26,7 +26,7 @@ use crate::http::{Health, Metrics};
 use crate::state::{OutboxRow, Store};
 use crate::ticket::adapter::Adapter;
 use crate::ticket::lifecycle::{Operation, TicketRecord};
-use crate::ticket::render::{self, BodyFormat};
+use crate::ticket::render;
 use crate::ticket::{DeliveryError, TicketRef, TicketStatus, UpdateKind};
 use crate::timestamp::{now_millis, Millis};
 
@@ -259,7 +259,7 @@ impl Worker {
                         self.paced().await;
                         let body = render::body(
                             &content,
-                            BodyFormat::Plain,
+                            self.adapter.body_format(),
                             self.status_template.as_deref(),
                         );
                         self.adapter.create(&self.client, &content, &body).await?
@@ -294,8 +294,12 @@ impl Worker {
                     if recent {
                         self.paced().await;
                         self.adapter.reopen(&self.client, &t).await?;
-                        let text =
-                            render::comment(&content, UpdateKind::Reopen, BodyFormat::Plain, note);
+                        let text = render::comment(
+                            &content,
+                            UpdateKind::Reopen,
+                            self.adapter.body_format(),
+                            note,
+                        );
                         self.paced().await;
                         self.adapter
                             .comment(&self.client, &t, &content, UpdateKind::Reopen, &text)
@@ -305,7 +309,7 @@ impl Worker {
                         let content = incident.content(Some(t.0.clone()));
                         let body = render::body(
                             &content,
-                            BodyFormat::Plain,
+                            self.adapter.body_format(),
                             self.status_template.as_deref(),
                         );
                         self.paced().await;
@@ -316,7 +320,7 @@ impl Worker {
                         rec.escalations = 0;
                     }
                 } else {
-                    let text = render::comment(&content, *kind, BodyFormat::Plain, note);
+                    let text = render::comment(&content, *kind, self.adapter.body_format(), note);
                     self.paced().await;
                     self.adapter
                         .comment(&self.client, &t, &content, *kind, &text)

@@ -23,8 +23,17 @@
 //! - [`rt`]: Request Tracker 5, REST 2.0.
 //! - [`webhook`]: a generic JSON webhook with an optional HMAC-SHA256 signature.
 
+pub mod freshdesk;
+pub mod gitlab;
+pub mod glpi;
+pub mod jira;
+pub mod pagerduty;
+pub mod redmine;
 pub mod rt;
+pub mod servicenow;
 pub mod webhook;
+pub mod zammad;
+pub mod zendesk;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,6 +48,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
 
 use crate::policy::Priority;
+use crate::ticket::render::BodyFormat;
 use crate::ticket::UpdateKind;
 use crate::ticket::{DeliveryError, Header, HttpRequest, TicketContent, TicketRef, TicketStatus};
 
@@ -73,14 +83,92 @@ pub enum HelpdeskKind {
     Rt,
     /// A generic JSON webhook.
     Webhook,
+    /// Zammad.
+    Zammad,
+    /// GLPI.
+    Glpi,
+    /// Jira.
+    Jira,
+    /// Zendesk.
+    Zendesk,
+    /// Freshdesk.
+    Freshdesk,
+    /// ServiceNow.
+    Servicenow,
+    /// Redmine.
+    Redmine,
+    /// GitLab.
+    Gitlab,
+    /// PagerDuty.
+    Pagerduty,
 }
 
 impl HelpdeskKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: &'static [HelpdeskKind] = &[
+        HelpdeskKind::Rt,
+        HelpdeskKind::Webhook,
+        HelpdeskKind::Zammad,
+        HelpdeskKind::Glpi,
+        HelpdeskKind::Jira,
+        HelpdeskKind::Zendesk,
+        HelpdeskKind::Freshdesk,
+        HelpdeskKind::Servicenow,
+        HelpdeskKind::Redmine,
+        HelpdeskKind::Gitlab,
+        HelpdeskKind::Pagerduty,
+    ];
+
     /// The name used in the config (`rt`, `webhook`).
     pub fn as_str(self) -> &'static str {
         match self {
             HelpdeskKind::Rt => "rt",
             HelpdeskKind::Webhook => "webhook",
+            HelpdeskKind::Zammad => "zammad",
+            HelpdeskKind::Glpi => "glpi",
+            HelpdeskKind::Jira => "jira",
+            HelpdeskKind::Zendesk => "zendesk",
+            HelpdeskKind::Freshdesk => "freshdesk",
+            HelpdeskKind::Servicenow => "servicenow",
+            HelpdeskKind::Redmine => "redmine",
+            HelpdeskKind::Gitlab => "gitlab",
+            HelpdeskKind::Pagerduty => "pagerduty",
+        }
+    }
+
+    /// The product name, for messages (`RT`, `Zammad`, ...).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            HelpdeskKind::Rt => "RT",
+            HelpdeskKind::Webhook => "a webhook",
+            HelpdeskKind::Zammad => "Zammad",
+            HelpdeskKind::Glpi => "GLPI",
+            HelpdeskKind::Jira => "Jira",
+            HelpdeskKind::Zendesk => "Zendesk",
+            HelpdeskKind::Freshdesk => "Freshdesk",
+            HelpdeskKind::Servicenow => "ServiceNow",
+            HelpdeskKind::Redmine => "Redmine",
+            HelpdeskKind::Gitlab => "GitLab",
+            HelpdeskKind::Pagerduty => "PagerDuty",
+        }
+    }
+
+    /// The keys only this kind uses, beyond the common ones (`name`, `kind`, `url`,
+    /// `token_env`, `token_file`, `priority_map`, `requests_per_second`, `timeout`,
+    /// `allow_http`).
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            HelpdeskKind::Rt => rt::KEYS,
+            HelpdeskKind::Webhook => webhook::KEYS,
+            HelpdeskKind::Zammad => zammad::KEYS,
+            HelpdeskKind::Glpi => glpi::KEYS,
+            HelpdeskKind::Jira => jira::KEYS,
+            HelpdeskKind::Zendesk => zendesk::KEYS,
+            HelpdeskKind::Freshdesk => freshdesk::KEYS,
+            HelpdeskKind::Servicenow => servicenow::KEYS,
+            HelpdeskKind::Redmine => redmine::KEYS,
+            HelpdeskKind::Gitlab => gitlab::KEYS,
+            HelpdeskKind::Pagerduty => pagerduty::KEYS,
         }
     }
 }
@@ -154,8 +242,46 @@ pub struct HelpdeskConfig {
     /// RT: the queue tickets are created in (required).
     #[serde(default)]
     pub queue: Option<Spanned<String>>,
-    /// RT: the ticket custom field that stores the fingerprint (default
-    /// `SentinelaFingerprint`). It is the dedup key: it must be applied to the queue.
+    /// The user of HTTP basic authentication, with the token as password: Jira (the account's
+    /// e-mail), Zendesk (the agent's e-mail), ServiceNow (the integration user).
+    #[serde(default)]
+    pub username: Option<Spanned<String>>,
+    /// GLPI: environment variable holding the API client's `App-Token` (optional in GLPI).
+    #[serde(default)]
+    pub app_token_env: Option<Spanned<String>>,
+    /// GLPI: file holding the `App-Token` (trimmed).
+    #[serde(default)]
+    pub app_token_file: Option<Spanned<PathBuf>>,
+    /// Where tickets are assigned: Zammad group (required), Zendesk and Freshdesk group id,
+    /// ServiceNow assignment group.
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
+    /// The project tickets are created in: Jira project key, GitLab project id or path,
+    /// Redmine project identifier.
+    #[serde(default)]
+    pub project: Option<Spanned<String>>,
+    /// Who the ticket is for: Zammad customer, Freshdesk and Zendesk requester e-mail,
+    /// ServiceNow caller.
+    #[serde(default)]
+    pub requester: Option<Spanned<String>>,
+    /// Jira issue type name (default `Task`); Redmine tracker id.
+    #[serde(default)]
+    pub issue_type: Option<Spanned<String>>,
+    /// Jira Service Management: the service desk id; with `request_type_id`, tickets are
+    /// created as customer requests (`/rest/servicedeskapi/request`).
+    #[serde(default)]
+    pub service_desk_id: Option<Spanned<String>>,
+    /// Jira Service Management: the request type id.
+    #[serde(default)]
+    pub request_type_id: Option<Spanned<String>>,
+    /// Extra fields merged into the create payload, for fields a help desk requires that
+    /// sentinela does not know (Jira components, a ServiceNow category, a Redmine custom
+    /// field). Shown by the dry run; never overrides the fields sentinela sets.
+    #[serde(default)]
+    pub create_fields: Option<Spanned<toml::Table>>,
+    /// Where the fingerprint (the dedup key) is stored. RT: the ticket custom field (default
+    /// `SentinelaFingerprint`, applied to the queue); Redmine: the id of an issue custom field
+    /// marked "used as a filter" (without it, the key goes in the subject).
     #[serde(default)]
     pub fingerprint_field: Option<Spanned<String>>,
     /// RT: the ticket custom field set to the detector severity (default `Severity`; `""`
@@ -345,6 +471,7 @@ impl HelpdeskConfig {
         for (env, file, what) in [
             (&self.token_env, &self.token_file, "token"),
             (&self.hmac_secret_env, &self.hmac_secret_file, "hmac_secret"),
+            (&self.app_token_env, &self.app_token_file, "app_token"),
         ] {
             if let (Some(_), Some(f)) = (env, file) {
                 err(
@@ -370,120 +497,29 @@ impl HelpdeskConfig {
             }
         }
 
-        // Keys of the other kind.
-        let span_of = |s: &Option<Spanned<String>>| s.as_ref().map(Spanned::span);
-        let span_of_path = |s: &Option<Spanned<PathBuf>>| s.as_ref().map(Spanned::span);
-        let candidates: Vec<(&str, Option<Range<usize>>)> = match kind {
-            HelpdeskKind::Rt => vec![
-                ("hmac_secret_env", span_of(&self.hmac_secret_env)),
-                ("hmac_secret_file", span_of_path(&self.hmac_secret_file)),
-                ("body_template", span_of(&self.body_template)),
-                ("headers", self.headers.values().next().map(Spanned::span)),
-            ],
-            HelpdeskKind::Webhook => vec![
-                ("queue", span_of(&self.queue)),
-                ("fingerprint_field", span_of(&self.fingerprint_field)),
-                ("severity_field", span_of(&self.severity_field)),
-            ],
-        };
-        let misplaced = candidates
-            .into_iter()
-            .filter_map(|(key, span)| span.map(|s| (key, s)));
-        for (key, span) in misplaced {
-            err(
-                Some(span),
-                format!("`{key}` does not apply to kind = {:?}", kind.as_str()),
-            );
+        // Keys of other kinds.
+        let allowed = kind.keys();
+        for (key, span) in self.specific_keys() {
+            if !allowed.contains(&key) {
+                err(
+                    Some(span),
+                    format!("`{key}` does not apply to kind = {:?}", kind.as_str()),
+                );
+            }
         }
 
         match kind {
-            HelpdeskKind::Rt => {
-                if self.token_env.is_none() && self.token_file.is_none() {
-                    err(
-                        Some(self.kind.span()),
-                        "RT needs an auth token: set `token_env` or `token_file`".into(),
-                    );
-                }
-                match &self.queue {
-                    None => err(
-                        Some(self.kind.span()),
-                        "RT needs `queue` (the queue tickets are created in)".into(),
-                    ),
-                    Some(q) if q.get_ref().trim().is_empty() => {
-                        err(Some(q.span()), "`queue` is empty".into())
-                    }
-                    Some(_) => {}
-                }
-                if let Some(f) = &self.fingerprint_field {
-                    if let Some(msg) = bad_cf_name(f.get_ref(), false) {
-                        err(Some(f.span()), format!("`fingerprint_field`: {msg}"));
-                    }
-                }
-                if let Some(f) = &self.severity_field {
-                    if let Some(msg) = bad_cf_name(f.get_ref(), true) {
-                        err(Some(f.span()), format!("`severity_field`: {msg}"));
-                    }
-                    if f.get_ref() == self.fingerprint_field() {
-                        err(
-                            Some(f.span()),
-                            "`severity_field` and `fingerprint_field` must differ".into(),
-                        );
-                    }
-                }
-                for v in self.priority_map.values() {
-                    match v.get_ref() {
-                        PriorityValue::Int(i) if *i >= 0 => {}
-                        PriorityValue::Int(_) => err(
-                            Some(v.span()),
-                            "RT priorities are integers of 0 or more".into(),
-                        ),
-                        PriorityValue::Text(_) => err(
-                            Some(v.span()),
-                            "RT priorities are integers (e.g. P1 = 90), not strings".into(),
-                        ),
-                    }
-                }
-            }
-            HelpdeskKind::Webhook => {
-                for (name, v) in &self.headers {
-                    let lower = name.to_ascii_lowercase();
-                    if name.is_empty() || !name.bytes().all(is_token_byte) {
-                        err(
-                            Some(v.span()),
-                            format!("header name {name:?} is not a valid HTTP header name"),
-                        );
-                    } else if RESERVED_HEADERS.contains(&lower.as_str()) {
-                        err(
-                            Some(v.span()),
-                            format!(
-                                "header {name:?} is set by sentinela (use `token_env` or \
-                                 `token_file` for Authorization)"
-                            ),
-                        );
-                    }
-                    if v.get_ref()
-                        .bytes()
-                        .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
-                    {
-                        err(
-                            Some(v.span()),
-                            format!("header {name:?}: the value has control characters"),
-                        );
-                    }
-                }
-                if let Some(t) = &self.body_template {
-                    if let Err(msg) = webhook::check_template(t.get_ref()) {
-                        err(Some(t.span()), format!("`body_template`: {msg}"));
-                    }
-                }
-                for v in self.priority_map.values() {
-                    if let PriorityValue::Text(s) = v.get_ref() {
-                        if s.is_empty() {
-                            err(Some(v.span()), "empty priority name".into());
-                        }
-                    }
-                }
-            }
+            HelpdeskKind::Rt => rt::problems(self, &mut err),
+            HelpdeskKind::Webhook => webhook::problems(self, &mut err),
+            HelpdeskKind::Zammad => zammad::problems(self, &mut err),
+            HelpdeskKind::Glpi => glpi::problems(self, &mut err),
+            HelpdeskKind::Jira => jira::problems(self, &mut err),
+            HelpdeskKind::Zendesk => zendesk::problems(self, &mut err),
+            HelpdeskKind::Freshdesk => freshdesk::problems(self, &mut err),
+            HelpdeskKind::Servicenow => servicenow::problems(self, &mut err),
+            HelpdeskKind::Redmine => redmine::problems(self, &mut err),
+            HelpdeskKind::Gitlab => gitlab::problems(self, &mut err),
+            HelpdeskKind::Pagerduty => pagerduty::problems(self, &mut err),
         }
 
         let rps = *self.requests_per_second.get_ref();
@@ -497,6 +533,149 @@ impl HelpdeskConfig {
             err(None, "`timeout` must be at most 5m".into());
         }
         out
+    }
+
+    /// The kind-specific keys that are set, with the span of their value.
+    fn specific_keys(&self) -> Vec<(&'static str, Range<usize>)> {
+        let mut out = Vec::new();
+        let strings: [(&'static str, &Option<Spanned<String>>); 13] = [
+            ("queue", &self.queue),
+            ("fingerprint_field", &self.fingerprint_field),
+            ("severity_field", &self.severity_field),
+            ("hmac_secret_env", &self.hmac_secret_env),
+            ("body_template", &self.body_template),
+            ("username", &self.username),
+            ("app_token_env", &self.app_token_env),
+            ("group", &self.group),
+            ("project", &self.project),
+            ("requester", &self.requester),
+            ("issue_type", &self.issue_type),
+            ("service_desk_id", &self.service_desk_id),
+            ("request_type_id", &self.request_type_id),
+        ];
+        for (key, v) in strings {
+            if let Some(v) = v {
+                out.push((key, v.span()));
+            }
+        }
+        for (key, v) in [
+            ("hmac_secret_file", &self.hmac_secret_file),
+            ("app_token_file", &self.app_token_file),
+        ] {
+            if let Some(v) = v {
+                out.push((key, v.span()));
+            }
+        }
+        if let Some(v) = self.headers.values().next() {
+            out.push(("headers", v.span()));
+        }
+        if let Some(v) = &self.create_fields {
+            out.push(("create_fields", v.span()));
+        }
+        out
+    }
+
+    /// Priorities for P1..P4: `defaults`, with the entries of `priority_map` applied.
+    pub fn priorities(&self, defaults: [PriorityValue; 4]) -> [PriorityValue; 4] {
+        let mut out = defaults;
+        for (p, v) in &self.priority_map {
+            out[prio_index(*p)] = v.get_ref().clone();
+        }
+        out
+    }
+
+    /// `create_fields` as a JSON object (empty when not set).
+    pub fn create_fields_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        match &self.create_fields {
+            None => serde_json::Map::new(),
+            Some(t) => match serde_json::to_value(t.get_ref()) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            },
+        }
+    }
+
+    /// A required string setting: its trimmed value, or a problem naming the key (located at
+    /// `kind` when missing, at the value when empty).
+    pub(crate) fn required<'a>(
+        &self,
+        key: &str,
+        v: &'a Option<Spanned<String>>,
+        what: &str,
+        err: &mut dyn FnMut(Option<Range<usize>>, String),
+    ) -> Option<&'a str> {
+        match v {
+            None => {
+                err(
+                    Some(self.kind.span()),
+                    format!(
+                        "{} needs `{key}` ({what})",
+                        self.kind.get_ref().display_name()
+                    ),
+                );
+                None
+            }
+            Some(s) if s.get_ref().trim().is_empty() => {
+                err(Some(s.span()), format!("`{key}` is empty"));
+                None
+            }
+            Some(s) => Some(s.get_ref().trim()),
+        }
+    }
+
+    /// Reports a missing token, for the kinds that need one.
+    pub(crate) fn require_token(
+        &self,
+        what: &str,
+        err: &mut dyn FnMut(Option<Range<usize>>, String),
+    ) {
+        if self.token_env.is_none() && self.token_file.is_none() {
+            err(
+                Some(self.kind.span()),
+                format!(
+                    "{} needs {what}: set `token_env` or `token_file`",
+                    self.kind.get_ref().display_name()
+                ),
+            );
+        }
+    }
+
+    /// Reports `priority_map` values that are not integers from `lo` to `hi`, with `msg`.
+    pub(crate) fn check_int_priorities(
+        &self,
+        lo: i64,
+        hi: i64,
+        msg: &str,
+        err: &mut dyn FnMut(Option<Range<usize>>, String),
+    ) {
+        for v in self.priority_map.values() {
+            match v.get_ref() {
+                PriorityValue::Int(i) if (lo..=hi).contains(i) => {}
+                _ => err(Some(v.span()), msg.to_string()),
+            }
+        }
+    }
+
+    #[allow(dead_code)] // until the first adapter with named priorities lands
+    /// Reports `priority_map` values that are not one of `names` (compared without case).
+    pub(crate) fn check_named_priorities(
+        &self,
+        names: &[&str],
+        err: &mut dyn FnMut(Option<Range<usize>>, String),
+    ) {
+        for v in self.priority_map.values() {
+            let ok = matches!(v.get_ref(), PriorityValue::Text(t) if names.iter().any(|n| n.eq_ignore_ascii_case(t)));
+            if !ok {
+                err(
+                    Some(v.span()),
+                    format!(
+                        "priorities of {} are one of {}",
+                        self.kind.get_ref().display_name(),
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
     }
 
     /// Checks this entry; the error lists every problem, one per line, each naming the help
@@ -518,6 +697,17 @@ impl HelpdeskConfig {
             "token",
             self.token_env.as_ref().map(|s| s.get_ref().as_str()),
             self.token_file.as_ref().map(|s| s.get_ref().as_path()),
+        )
+    }
+
+    /// The GLPI `App-Token` (`app_token_env` or `app_token_file`), trimmed; `None` when
+    /// neither is set.
+    pub fn app_token(&self) -> Result<Option<String>, String> {
+        read_secret(
+            &self.label(),
+            "app_token",
+            self.app_token_env.as_ref().map(|s| s.get_ref().as_str()),
+            self.app_token_file.as_ref().map(|s| s.get_ref().as_path()),
         )
     }
 
@@ -736,13 +926,212 @@ fn unix_now() -> u64 {
 // The adapter
 // ---------------------------------------------------------------------------------------------
 
-/// A configured help desk.
+/// One help desk's API as pure request builders and answer parsers: what each help desk
+/// module implements. Operations a help desk does not have keep the default, which says so
+/// (`None` for a request, the neutral answer for a parser); [`Capabilities`] tells the ticket
+/// lifecycle what to expect.
+///
+/// `now` is the unix time in seconds, for signatures and timestamps in bodies (a parameter so
+/// builders stay pure and tests deterministic). Parsers get the status, the headers (names in
+/// lower case) and the body.
+pub(crate) trait Api: fmt::Debug + Send + Sync {
+    /// What this help desk supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The markup of ticket bodies and comments.
+    fn body_format(&self) -> BodyFormat;
+
+    /// Creates a ticket: `c` gives the title, priority and metadata, `body` the text rendered
+    /// in [`Api::body_format`]. The request must carry the fingerprint where
+    /// [`Api::find_open_request`] looks for it.
+    fn create_request(&self, c: &TicketContent, body: &str, now: u64) -> HttpRequest;
+
+    /// Reads the answer to [`Api::create_request`].
+    fn parse_create(
+        &self,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError>;
+
+    /// Follow-ups of a successful create, in order, each answer read by [`Api::parse_ok`]
+    /// (Zammad: add the dedup tag; when it fails the create is retried, and the retry finds
+    /// nothing and creates again... so help desks that can carry the key in the create itself
+    /// must do so).
+    fn after_create_requests(&self, _t: &TicketRef, _c: &TicketContent) -> Vec<HttpRequest> {
+        Vec::new()
+    }
+
+    /// Reads a just-created ticket back to verify what the help desk stored (RT drops custom
+    /// field values silently).
+    fn read_back_request(&self, _t: &TicketRef) -> Option<HttpRequest> {
+        None
+    }
+
+    /// Reads the answer to [`Api::read_back_request`]: `Blocked` when the help desk did not
+    /// store what [`Api::create_request`] sent for `c`.
+    fn parse_read_back(
+        &self,
+        _t: &TicketRef,
+        _c: &TicketContent,
+        _status: u16,
+        _headers: &[(String, String)],
+        _body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
+    /// Adds `text` to ticket `t` as an internal note where the help desk has them.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        kind: UpdateKind,
+        text: &str,
+        now: u64,
+    ) -> HttpRequest;
+
+    /// Searches the open ticket carrying `fingerprint`.
+    fn find_open_request(&self, _fingerprint: &str) -> Option<HttpRequest> {
+        None
+    }
+
+    /// Reads the answer to [`Api::find_open_request`]: the oldest open ticket whose stored
+    /// key equals `fingerprint` exactly (searches are often case-insensitive or fuzzy).
+    fn parse_find_open(
+        &self,
+        _fingerprint: &str,
+        _status: u16,
+        _headers: &[(String, String)],
+        _body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        Ok(None)
+    }
+
+    /// Reads a ticket's status.
+    fn status_request(&self, _t: &TicketRef) -> Option<HttpRequest> {
+        None
+    }
+
+    /// Reads the answer to [`Api::status_request`].
+    fn parse_status(
+        &self,
+        _status: u16,
+        _headers: &[(String, String)],
+        _body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        Ok(TicketStatus::Open)
+    }
+
+    /// Reopens a closed ticket; `None` where the help desk cannot (the comment alone is
+    /// sent).
+    fn reopen_request(&self, t: &TicketRef, now: u64) -> Option<HttpRequest>;
+
+    /// Sets a ticket's priority; `None` where the help desk cannot.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, now: u64) -> Option<HttpRequest>;
+
+    /// Resolves the ticket because the incident was closed locally (PagerDuty); `None` for
+    /// help desks where people close tickets.
+    fn resolve_request(
+        &self,
+        _t: &TicketRef,
+        _c: &TicketContent,
+        _now: u64,
+    ) -> Option<HttpRequest> {
+        None
+    }
+
+    /// Reads the answer to a comment, reopen, priority, resolve or follow-up request.
+    fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body)
+    }
+
+    /// A harmless authenticated call that proves the URL, the credentials and the help desk's
+    /// setup (`sentinela helpdesk test`, start-up). `None` when nothing can be checked without
+    /// sending an event (webhook, PagerDuty).
+    fn check_request(&self) -> Option<HttpRequest> {
+        None
+    }
+
+    /// Reads the answer to [`Api::check_request`]; returns follow-up requests whose answers go
+    /// to [`Api::parse_check_field`].
+    fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        classify(status, headers, body).map(|()| Vec::new())
+    }
+
+    /// Reads the answer to a follow-up of [`Api::parse_check`].
+    fn parse_check_field(
+        &self,
+        _status: u16,
+        _headers: &[(String, String)],
+        _body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
+    /// Help desks with login sessions (GLPI): the request that opens one, when none is open.
+    /// Builders use the open session; [`Adapter`] opens one before the first request and
+    /// again after a 401.
+    fn open_session_request(&self) -> Option<HttpRequest> {
+        None
+    }
+
+    /// Reads the answer to [`Api::open_session_request`] and keeps the session.
+    fn parse_open_session(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body)
+    }
+
+    /// Forgets the session, returning the request that ends it on the server (`None` when
+    /// there is none).
+    fn close_session_request(&self) -> Option<HttpRequest> {
+        None
+    }
+}
+
+/// The secrets of one `[[helpdesk]]` entry, read by reference from the environment or files.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Secrets {
+    /// `token_env` / `token_file`: the API token, password or routing key.
+    pub(crate) token: Option<Secret>,
+    /// `hmac_secret_env` / `hmac_secret_file` (webhook).
+    pub(crate) hmac: Option<Secret>,
+    /// `app_token_env` / `app_token_file` (GLPI).
+    pub(crate) app_token: Option<Secret>,
+}
+
+impl Secrets {
+    fn all(&self) -> Vec<Secret> {
+        [&self.token, &self.hmac, &self.app_token]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A configured help desk: its [`Api`] behind the shared rate limit, timeout, logging and
+/// error context.
 #[derive(Debug, Clone)]
-pub enum Adapter {
-    /// Request Tracker 5.
-    Rt(rt::Rt),
-    /// A generic JSON webhook.
-    Webhook(webhook::Webhook),
+pub struct Adapter {
+    common: Common,
+    kind: HelpdeskKind,
+    api: Arc<dyn Api>,
 }
 
 /// What a help desk can do beyond receiving events; the ticket lifecycle adapts to it.
@@ -763,9 +1152,12 @@ impl Adapter {
     /// Validates `cfg`, reads its secrets and builds the adapter.
     pub fn from_config(cfg: &HelpdeskConfig) -> Result<Adapter, String> {
         cfg.validate()?;
-        let token = cfg.secret()?;
-        let hmac = cfg.hmac_secret()?;
-        Adapter::build(cfg, token, hmac)
+        let secrets = Secrets {
+            token: cfg.secret()?.map(Secret),
+            hmac: cfg.hmac_secret()?.map(Secret),
+            app_token: cfg.app_token()?.map(Secret),
+        };
+        Adapter::build(cfg, secrets)
     }
 
     /// Like [`Adapter::from_config`], but with placeholder secrets instead of reading them, for
@@ -773,101 +1165,89 @@ impl Adapter {
     /// token redacted (and a signature made with the placeholder key).
     pub fn for_dry_run(cfg: &HelpdeskConfig) -> Result<Adapter, String> {
         cfg.validate()?;
-        let token =
-            (cfg.token_env.is_some() || cfg.token_file.is_some()).then(|| "<token>".to_string());
-        let hmac = (cfg.hmac_secret_env.is_some() || cfg.hmac_secret_file.is_some())
-            .then(|| "<hmac secret>".to_string());
-        Adapter::build(cfg, token, hmac)
+        let placeholder =
+            |env: bool, file: bool, what: &str| (env || file).then(|| Secret(format!("<{what}>")));
+        let secrets = Secrets {
+            token: placeholder(cfg.token_env.is_some(), cfg.token_file.is_some(), "token"),
+            hmac: placeholder(
+                cfg.hmac_secret_env.is_some(),
+                cfg.hmac_secret_file.is_some(),
+                "hmac secret",
+            ),
+            app_token: placeholder(
+                cfg.app_token_env.is_some(),
+                cfg.app_token_file.is_some(),
+                "app token",
+            ),
+        };
+        Adapter::build(cfg, secrets)
     }
 
-    fn build(
-        cfg: &HelpdeskConfig,
-        token: Option<String>,
-        hmac: Option<String>,
-    ) -> Result<Adapter, String> {
-        let secrets: Vec<Secret> = token.iter().chain(&hmac).cloned().map(Secret).collect();
-        let common = Common::new(cfg, secrets);
-        match cfg.kind.get_ref() {
-            HelpdeskKind::Rt => {
-                let token = token.ok_or_else(|| {
-                    format!(
-                        "helpdesk {:?}: RT needs an auth token: set `token_env` or `token_file`",
-                        cfg.name.get_ref()
-                    )
-                })?;
-                Ok(Adapter::Rt(rt::Rt::new(common, cfg, Secret(token))))
-            }
-            HelpdeskKind::Webhook => Ok(Adapter::Webhook(webhook::Webhook::new(
-                common,
-                cfg,
-                token.map(Secret),
-                hmac.map(Secret),
-            )?)),
-        }
-    }
-
-    fn common(&self) -> &Common {
-        match self {
-            Adapter::Rt(a) => &a.common,
-            Adapter::Webhook(a) => &a.common,
-        }
+    fn build(cfg: &HelpdeskConfig, secrets: Secrets) -> Result<Adapter, String> {
+        let common = Common::new(cfg, secrets.all());
+        let kind = *cfg.kind.get_ref();
+        let api: Arc<dyn Api> = match kind {
+            HelpdeskKind::Rt => Arc::new(rt::Rt::new(cfg, secrets)?),
+            HelpdeskKind::Webhook => Arc::new(webhook::Webhook::new(cfg, secrets)?),
+            HelpdeskKind::Zammad => Arc::new(zammad::Zammad::new(cfg, secrets)?),
+            HelpdeskKind::Glpi => Arc::new(glpi::Glpi::new(cfg, secrets)?),
+            HelpdeskKind::Jira => Arc::new(jira::Jira::new(cfg, secrets)?),
+            HelpdeskKind::Zendesk => Arc::new(zendesk::Zendesk::new(cfg, secrets)?),
+            HelpdeskKind::Freshdesk => Arc::new(freshdesk::Freshdesk::new(cfg, secrets)?),
+            HelpdeskKind::Servicenow => Arc::new(servicenow::Servicenow::new(cfg, secrets)?),
+            HelpdeskKind::Redmine => Arc::new(redmine::Redmine::new(cfg, secrets)?),
+            HelpdeskKind::Gitlab => Arc::new(gitlab::Gitlab::new(cfg, secrets)?),
+            HelpdeskKind::Pagerduty => Arc::new(pagerduty::Pagerduty::new(cfg, secrets)?),
+        };
+        Ok(Adapter { common, kind, api })
     }
 
     /// The help desk's configured name.
     pub fn name(&self) -> &str {
-        &self.common().name
+        &self.common.name
     }
 
     /// Which kind of help desk this is.
     pub fn kind(&self) -> HelpdeskKind {
-        match self {
-            Adapter::Rt(_) => HelpdeskKind::Rt,
-            Adapter::Webhook(_) => HelpdeskKind::Webhook,
-        }
+        self.kind
     }
 
     /// The per-request timeout.
     pub fn timeout(&self) -> Duration {
-        self.common().timeout
+        self.common.timeout
     }
 
     /// What this help desk supports.
     pub fn capabilities(&self) -> Capabilities {
-        match self {
-            Adapter::Rt(_) => Capabilities {
-                find_open: true,
-                read_status: true,
-                separate_state_changes: true,
-            },
-            Adapter::Webhook(_) => Capabilities {
-                find_open: false,
-                read_status: false,
-                separate_state_changes: false,
-            },
-        }
+        self.api.capabilities()
+    }
+
+    /// The markup of ticket bodies and comments for this help desk.
+    pub fn body_format(&self) -> BodyFormat {
+        self.api.body_format()
     }
 
     // --- builders (pure) ---------------------------------------------------------------------
 
-    /// Creates a ticket: `c` gives the title, priority and metadata, `body` the rendered text.
+    /// Creates a ticket: `c` gives the title, priority and metadata, `body` the text rendered
+    /// in [`Adapter::body_format`].
     pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        match self {
-            Adapter::Rt(a) => a.create_request(c, body),
-            Adapter::Webhook(a) => a.create_request(c, body, unix_now()),
-        }
+        self.api.create_request(c, body, unix_now())
+    }
+
+    /// Follow-ups of a successful create (Zammad's tag), in order.
+    pub fn after_create_requests(&self, t: &TicketRef, c: &TicketContent) -> Vec<HttpRequest> {
+        self.api.after_create_requests(t, c)
     }
 
     /// Reads a just-created ticket back to verify what the help desk stored (RT drops
     /// custom field values silently); `None` when there is nothing to read back.
     pub fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        match self {
-            Adapter::Rt(a) => Some(a.read_back_request(t)),
-            Adapter::Webhook(_) => None,
-        }
+        self.api.read_back_request(t)
     }
 
-    /// Adds `text` to ticket `t` (RT: an internal comment; webhook: an event whose `action`
-    /// follows `kind`).
+    /// Adds `text` to ticket `t` (an internal note where the help desk has them; webhook: an
+    /// event whose `action` follows `kind`).
     pub fn comment_request(
         &self,
         t: &TicketRef,
@@ -875,52 +1255,46 @@ impl Adapter {
         kind: UpdateKind,
         text: &str,
     ) -> HttpRequest {
-        match self {
-            Adapter::Rt(a) => a.comment_request(t, text),
-            Adapter::Webhook(a) => a.comment_request(t, c, kind, text, unix_now()),
-        }
+        self.api.comment_request(t, c, kind, text, unix_now())
     }
 
     /// Searches the open ticket of a fingerprint; `None` when the help desk cannot search.
     pub fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        match self {
-            Adapter::Rt(a) => Some(a.find_open_request(fingerprint)),
-            Adapter::Webhook(_) => None,
-        }
+        self.api.find_open_request(fingerprint)
     }
 
     /// Reads a ticket's status; `None` when the help desk cannot tell (always open).
     pub fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        match self {
-            Adapter::Rt(a) => Some(a.status_request(t)),
-            Adapter::Webhook(_) => None,
-        }
+        self.api.status_request(t)
     }
 
-    /// Reopens a closed ticket (webhook: a `reopen` event).
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        match self {
-            Adapter::Rt(a) => a.reopen_request(t),
-            Adapter::Webhook(a) => a.reopen_request(t, unix_now()),
-        }
+    /// Reopens a closed ticket (webhook: a `reopen` event); `None` where the help desk cannot.
+    pub fn reopen_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        self.api.reopen_request(t, unix_now())
     }
 
-    /// Sets a ticket's priority (webhook: an `escalate` event).
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        match self {
-            Adapter::Rt(a) => a.set_priority_request(t, p),
-            Adapter::Webhook(a) => a.set_priority_request(t, p, unix_now()),
-        }
+    /// Sets a ticket's priority (webhook: an `escalate` event); `None` where the help desk
+    /// cannot.
+    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> Option<HttpRequest> {
+        self.api.set_priority_request(t, p, unix_now())
+    }
+
+    /// Resolves a ticket whose incident was closed locally; `None` where people close
+    /// tickets.
+    pub fn resolve_request(&self, t: &TicketRef, c: &TicketContent) -> Option<HttpRequest> {
+        self.api.resolve_request(t, c, unix_now())
     }
 
     /// A harmless authenticated call that proves the URL, the token and the help desk's setup
     /// (RT: `GET /REST/2.0/queue/<queue>`). `None` for a webhook: any POST to it is an event,
     /// so nothing can be checked without sending one.
     pub fn check_request(&self) -> Option<HttpRequest> {
-        match self {
-            Adapter::Rt(a) => Some(a.check_request()),
-            Adapter::Webhook(_) => None,
-        }
+        self.api.check_request()
+    }
+
+    /// The request that opens a login session, for help desks that have them (GLPI).
+    pub fn open_session_request(&self) -> Option<HttpRequest> {
+        self.api.open_session_request()
     }
 
     // --- parsers (pure) ----------------------------------------------------------------------
@@ -934,11 +1308,9 @@ impl Adapter {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
-        let r = match self {
-            Adapter::Rt(a) => a.parse_create(status, headers, body),
-            Adapter::Webhook(a) => a.parse_ok(status, headers, body).map(|()| a.ticket_ref(c)),
-        };
-        r.map_err(|e| self.common().context("create ticket", e))
+        self.api
+            .parse_create(c, status, headers, body)
+            .map_err(|e| self.common.context("create ticket", e))
     }
 
     /// Reads the answer to [`Adapter::read_back_request`]: `Blocked` when the help desk did
@@ -951,11 +1323,9 @@ impl Adapter {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        let r = match self {
-            Adapter::Rt(a) => a.parse_read_back(t, c, status, headers, body),
-            Adapter::Webhook(_) => Ok(()),
-        };
-        r.map_err(|e| self.common().context("verify created ticket", e))
+        self.api
+            .parse_read_back(t, c, status, headers, body)
+            .map_err(|e| self.common.context("verify created ticket", e))
     }
 
     /// Reads the answer to [`Adapter::find_open_request`]: the oldest open ticket whose stored
@@ -967,11 +1337,9 @@ impl Adapter {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Option<TicketRef>, DeliveryError> {
-        let r = match self {
-            Adapter::Rt(a) => a.parse_find_open(fingerprint, status, headers, body),
-            Adapter::Webhook(_) => Ok(None),
-        };
-        r.map_err(|e| self.common().context("find open ticket", e))
+        self.api
+            .parse_find_open(fingerprint, status, headers, body)
+            .map_err(|e| self.common.context("find open ticket", e))
     }
 
     /// Reads the answer to [`Adapter::status_request`].
@@ -981,26 +1349,22 @@ impl Adapter {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<TicketStatus, DeliveryError> {
-        let r = match self {
-            Adapter::Rt(a) => a.parse_status(status, headers, body),
-            Adapter::Webhook(_) => Ok(TicketStatus::Open),
-        };
-        r.map_err(|e| self.common().context("read ticket status", e))
+        self.api
+            .parse_status(status, headers, body)
+            .map_err(|e| self.common.context("read ticket status", e))
     }
 
-    /// Reads the answer to a comment, reopen or priority request. RT answers 200 even when it
-    /// refused a change, with the refusal as a message: those are `Blocked`.
+    /// Reads the answer to a comment, reopen, priority or resolve request. RT answers 200 even
+    /// when it refused a change, with the refusal as a message: those are `Blocked`.
     pub fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        let r = match self {
-            Adapter::Rt(a) => a.parse_ok(status, headers, body),
-            Adapter::Webhook(a) => a.parse_ok(status, headers, body),
-        };
-        r.map_err(|e| self.common().context("update ticket", e))
+        self.api
+            .parse_ok(status, headers, body)
+            .map_err(|e| self.common.context("update ticket", e))
     }
 
     /// Reads the answer to [`Adapter::check_request`]; returns the follow-up requests to make
@@ -1011,11 +1375,9 @@ impl Adapter {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        let r = match self {
-            Adapter::Rt(a) => a.parse_check(status, headers, body),
-            Adapter::Webhook(_) => Ok(Vec::new()),
-        };
-        r.map_err(|e| self.common().context("check", e))
+        self.api
+            .parse_check(status, headers, body)
+            .map_err(|e| self.common.context("check", e))
     }
 
     /// Reads the answer to a follow-up of [`Adapter::parse_check`].
@@ -1025,22 +1387,33 @@ impl Adapter {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        let r = match self {
-            Adapter::Rt(a) => a.parse_check_field(status, headers, body),
-            Adapter::Webhook(_) => Ok(()),
-        };
-        r.map_err(|e| self.common().context("check custom field", e))
+        self.api
+            .parse_check_field(status, headers, body)
+            .map_err(|e| self.common.context("check custom field", e))
+    }
+
+    /// Reads the answer to [`Adapter::open_session_request`] and keeps the session.
+    pub fn parse_open_session(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        self.api
+            .parse_open_session(status, headers, body)
+            .map_err(|e| self.common.context("open session", e))
     }
 
     // --- build + send + parse ----------------------------------------------------------------
 
-    async fn exec(
+    /// Sends one request, behind the rate limit and timeout, with the error in context.
+    async fn send_one(
         &self,
         client: &reqwest::Client,
         op: &str,
         req: &HttpRequest,
     ) -> Result<Response, DeliveryError> {
-        let common = self.common();
+        let common = &self.common;
         common.limiter.until_ready().await;
         let started = std::time::Instant::now();
         let r = send_with_timeout(client, req, Some(common.timeout)).await;
@@ -1066,9 +1439,68 @@ impl Adapter {
         r.map_err(|e| common.context(op, e))
     }
 
-    /// Creates a ticket and, where the help desk may drop data silently (RT), reads it back
-    /// and verifies the fingerprint and severity were stored (`Blocked` otherwise, naming the
-    /// ticket). A failed read-back is `Retry`: the ticket exists, so the retry must start with
+    /// Opens a login session when the help desk has them and none is open.
+    async fn ensure_session(&self, client: &reqwest::Client) -> Result<(), DeliveryError> {
+        if let Some(req) = self.api.open_session_request() {
+            let (s, h, b) = self.send_one(client, "open session", &req).await?;
+            self.parse_open_session(s, &h, &b)?;
+        }
+        Ok(())
+    }
+
+    /// Builds a request (after opening a session where needed) and sends it. A 401 on a
+    /// session-based help desk means the session expired: it is opened again and the request
+    /// rebuilt and sent once more.
+    async fn exec(
+        &self,
+        client: &reqwest::Client,
+        op: &str,
+        build: impl Fn() -> HttpRequest,
+    ) -> Result<Response, DeliveryError> {
+        self.ensure_session(client).await?;
+        let r = self.send_one(client, op, &build()).await?;
+        if r.0 == 401 && self.api.close_session_request().is_some() {
+            self.ensure_session(client).await?;
+            return self.send_one(client, op, &build()).await;
+        }
+        Ok(r)
+    }
+
+    /// Ends the login session, if one is open (GLPI: `killSession`), so sessions do not pile
+    /// up on the server between bursts of work. Failures are only logged: the server expires
+    /// sessions on its own.
+    pub async fn end_session(&self, client: &reqwest::Client) {
+        if let Some(req) = self.api.close_session_request() {
+            match self.send_one(client, "close session", &req).await {
+                Ok((s, h, b)) => {
+                    if let Err(e) = self.api.parse_ok(s, &h, &b) {
+                        tracing::debug!(helpdesk = %self.common.name, error = %e, "closing the session failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(helpdesk = %self.common.name, error = %e, "closing the session failed")
+                }
+            }
+        }
+    }
+
+    /// Sends `build`'s request and reads the answer with [`Adapter::parse_ok`].
+    async fn exec_ok(
+        &self,
+        client: &reqwest::Client,
+        op: &str,
+        build: impl Fn() -> HttpRequest,
+    ) -> Result<(), DeliveryError> {
+        let (s, h, b) = self.exec(client, op, build).await?;
+        self.api
+            .parse_ok(s, &h, &b)
+            .map_err(|e| self.common.context(op, e))
+    }
+
+    /// Creates a ticket, sends the help desk's follow-ups (Zammad's tag) and, where the help
+    /// desk may drop data silently (RT), reads it back and verifies the fingerprint and
+    /// severity were stored (`Blocked` otherwise, naming the ticket). A failed follow-up or
+    /// read-back is `Retry`: the ticket exists, so the retry must start with
     /// [`Adapter::find_open`], which finds it by its fingerprint.
     pub async fn create(
         &self,
@@ -1077,12 +1509,22 @@ impl Adapter {
         body: &str,
     ) -> Result<TicketRef, DeliveryError> {
         let (s, h, b) = self
-            .exec(client, "create ticket", &self.create_request(c, body))
+            .exec(client, "create ticket", || self.create_request(c, body))
             .await?;
         let t = self.parse_create(c, s, &h, &b)?;
-        if let Some(req) = self.read_back_request(&t) {
+        let follow = self.after_create_requests(&t, c);
+        for (i, _) in follow.iter().enumerate() {
+            let op = format!("complete created ticket {}", t.0);
+            self.exec_ok(client, &op, || self.after_create_requests(&t, c)[i].clone())
+                .await?;
+        }
+        if self.read_back_request(&t).is_some() {
             let op = format!("verify created ticket {}", t.0);
-            let (s, h, b) = self.exec(client, &op, &req).await?;
+            let (s, h, b) = self
+                .exec(client, &op, || {
+                    self.read_back_request(&t).expect("checked above")
+                })
+                .await?;
             self.parse_read_back(&t, c, s, &h, &b)?;
         }
         Ok(t)
@@ -1097,10 +1539,8 @@ impl Adapter {
         kind: UpdateKind,
         text: &str,
     ) -> Result<(), DeliveryError> {
-        let (s, h, b) = self
-            .exec(client, "comment", &self.comment_request(t, c, kind, text))
-            .await?;
-        self.parse_ok(s, &h, &b)
+        self.exec_ok(client, "comment", || self.comment_request(t, c, kind, text))
+            .await
     }
 
     /// Finds the open ticket of a fingerprint (`None` when there is none or the help desk
@@ -1110,10 +1550,14 @@ impl Adapter {
         client: &reqwest::Client,
         fingerprint: &str,
     ) -> Result<Option<TicketRef>, DeliveryError> {
-        let Some(req) = self.find_open_request(fingerprint) else {
+        if self.find_open_request(fingerprint).is_none() {
             return Ok(None);
-        };
-        let (s, h, b) = self.exec(client, "find open ticket", &req).await?;
+        }
+        let (s, h, b) = self
+            .exec(client, "find open ticket", || {
+                self.find_open_request(fingerprint).expect("checked above")
+            })
+            .await?;
         self.parse_find_open(fingerprint, s, &h, &b)
     }
 
@@ -1123,48 +1567,89 @@ impl Adapter {
         client: &reqwest::Client,
         t: &TicketRef,
     ) -> Result<TicketStatus, DeliveryError> {
-        let Some(req) = self.status_request(t) else {
+        if self.status_request(t).is_none() {
             return Ok(TicketStatus::Open);
-        };
-        let (s, h, b) = self.exec(client, "read ticket status", &req).await?;
+        }
+        let (s, h, b) = self
+            .exec(client, "read ticket status", || {
+                self.status_request(t).expect("checked above")
+            })
+            .await?;
         self.parse_status(s, &h, &b)
     }
 
-    /// Reopens a ticket.
+    /// Reopens a ticket (nothing where the help desk cannot: the comment that follows says
+    /// it recurred).
     pub async fn reopen(
         &self,
         client: &reqwest::Client,
         t: &TicketRef,
     ) -> Result<(), DeliveryError> {
-        let (s, h, b) = self
-            .exec(client, "reopen ticket", &self.reopen_request(t))
-            .await?;
-        self.parse_ok(s, &h, &b)
+        if self.reopen_request(t).is_none() {
+            return Ok(());
+        }
+        self.exec_ok(client, "reopen ticket", || {
+            self.reopen_request(t).expect("checked above")
+        })
+        .await
     }
 
-    /// Sets a ticket's priority.
+    /// Sets a ticket's priority (nothing where the help desk cannot).
     pub async fn set_priority(
         &self,
         client: &reqwest::Client,
         t: &TicketRef,
         p: Priority,
     ) -> Result<(), DeliveryError> {
-        let (s, h, b) = self
-            .exec(client, "set priority", &self.set_priority_request(t, p))
-            .await?;
-        self.parse_ok(s, &h, &b)
+        if self.set_priority_request(t, p).is_none() {
+            return Ok(());
+        }
+        self.exec_ok(client, "set priority", || {
+            self.set_priority_request(t, p).expect("checked above")
+        })
+        .await
     }
 
-    /// Checks the help desk at start-up (and in `sentinela check`): URL, token, and for RT the
-    /// queue and its custom fields (applied to the queue, severities allowed). A webhook has
-    /// nothing to check without sending an event: `Ok`.
-    pub async fn check(&self, client: &reqwest::Client) -> Result<(), DeliveryError> {
-        let Some(req) = self.check_request() else {
+    /// Resolves a ticket whose incident was closed locally (nothing where people close
+    /// tickets).
+    pub async fn resolve(
+        &self,
+        client: &reqwest::Client,
+        t: &TicketRef,
+        c: &TicketContent,
+    ) -> Result<(), DeliveryError> {
+        if self.resolve_request(t, c).is_none() {
             return Ok(());
-        };
-        let (s, h, b) = self.exec(client, "check", &req).await?;
-        for follow in self.parse_check(s, &h, &b)? {
-            let (s, h, b) = self.exec(client, "check custom field", &follow).await?;
+        }
+        self.exec_ok(client, "resolve ticket", || {
+            self.resolve_request(t, c).expect("checked above")
+        })
+        .await
+    }
+
+    /// Checks the help desk at start-up and in `sentinela helpdesk test`: URL, credentials,
+    /// and what the help desk needs set up (RT: the queue and its custom fields). A webhook
+    /// has nothing to check without sending an event: `Ok`. Ends the session it opened.
+    pub async fn check(&self, client: &reqwest::Client) -> Result<(), DeliveryError> {
+        if self.check_request().is_none() {
+            return Ok(());
+        }
+        let r = self.check_inner(client).await;
+        self.end_session(client).await;
+        r
+    }
+
+    async fn check_inner(&self, client: &reqwest::Client) -> Result<(), DeliveryError> {
+        let (s, h, b) = self
+            .exec(client, "check", || {
+                self.check_request().expect("checked above")
+            })
+            .await?;
+        let follow = self.parse_check(s, &h, &b)?;
+        for req in &follow {
+            let (s, h, b) = self
+                .exec(client, "check custom field", || req.clone())
+                .await?;
             self.parse_check_field(s, &h, &b)?;
         }
         Ok(())
@@ -1480,9 +1965,9 @@ mod tests {
     fn unknown_keys_bad_kinds_and_types_are_located() {
         let e = parse(&format!("{RT}qeue = \"x\"\n")).unwrap_err();
         assert!(e.starts_with("7:1: unknown field `qeue`"), "{e}");
-        let e = parse("[[helpdesk]]\nname = \"a\"\nkind = \"jira\"\nurl = \"x\"\n").unwrap_err();
+        let e = parse("[[helpdesk]]\nname = \"a\"\nkind = \"jura\"\nurl = \"x\"\n").unwrap_err();
         assert!(
-            e.starts_with("3:8: unknown variant `jira`, expected `rt` or `webhook`"),
+            e.starts_with("3:8: unknown variant `jura`, expected one of `rt`, `webhook`"),
             "{e}"
         );
         let e = parse(&format!("{RT}priority_map = {{ P5 = 1 }}\n")).unwrap_err();

@@ -22,12 +22,16 @@
 
 use serde_json::{json, Map, Value};
 
+use std::ops::Range;
+
 use super::{
-    base_headers, classify, header, percent_encode, prio_index, unexpected, Common, HelpdeskConfig,
-    Secret,
+    bad_cf_name, base_headers, classify, header, percent_encode, prio_index, unexpected, Api,
+    Capabilities, HelpdeskConfig, Secret, Secrets,
 };
 use crate::detector::Severity;
 use crate::policy::Priority;
+use crate::ticket::render::BodyFormat;
+use crate::ticket::UpdateKind;
 use crate::ticket::{DeliveryError, HttpRequest, TicketContent, TicketRef, TicketStatus};
 
 /// RT's `Subject` column holds 200 bytes; a longer subject is cut by the database, possibly in
@@ -54,10 +58,42 @@ const REFUSALS: &[&str] = &[
     "forbidden",
 ];
 
+/// The keys only RT uses.
+pub(crate) const KEYS: &[&str] = &["queue", "fingerprint_field", "severity_field"];
+
+/// RT-specific problems of a `[[helpdesk]]` entry.
+pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<usize>>, String)) {
+    cfg.require_token("an auth token", err);
+    cfg.required("queue", &cfg.queue, "the queue tickets are created in", err);
+    if let Some(f) = &cfg.fingerprint_field {
+        if let Some(msg) = bad_cf_name(f.get_ref(), false) {
+            err(Some(f.span()), format!("`fingerprint_field`: {msg}"));
+        }
+    }
+    if let Some(f) = &cfg.severity_field {
+        if let Some(msg) = bad_cf_name(f.get_ref(), true) {
+            err(Some(f.span()), format!("`severity_field`: {msg}"));
+        }
+        if f.get_ref() == cfg.fingerprint_field() {
+            err(
+                Some(f.span()),
+                "`severity_field` and `fingerprint_field` must differ".into(),
+            );
+        }
+    }
+    cfg.check_int_priorities(
+        0,
+        i64::MAX,
+        "RT priorities are integers of 0 or more (e.g. P1 = 90)",
+        err,
+    );
+}
+
 /// A Request Tracker 5 help desk.
 #[derive(Debug, Clone)]
 pub struct Rt {
-    pub(crate) common: Common,
+    /// The configured name, for log lines.
+    name: String,
     /// `https://rt.example.com/REST/2.0`
     api: String,
     queue: String,
@@ -68,11 +104,17 @@ pub struct Rt {
 }
 
 impl Rt {
-    pub(crate) fn new(common: Common, cfg: &HelpdeskConfig, token: Secret) -> Rt {
+    pub(crate) fn new(cfg: &HelpdeskConfig, secrets: Secrets) -> Result<Rt, String> {
+        let token = secrets.token.ok_or_else(|| {
+            format!(
+                "helpdesk {:?}: RT needs an auth token: set `token_env` or `token_file`",
+                cfg.name.get_ref()
+            )
+        })?;
         let base = cfg.url.get_ref().trim_end_matches('/');
         let base = base.strip_suffix("/REST/2.0").unwrap_or(base);
-        Rt {
-            common,
+        Ok(Rt {
+            name: cfg.name.get_ref().clone(),
             api: format!("{base}/REST/2.0"),
             queue: cfg
                 .queue
@@ -83,7 +125,7 @@ impl Rt {
             fingerprint_field: cfg.fingerprint_field().to_string(),
             severity_field: cfg.severity_field().map(str::to_string),
             priorities: cfg.rt_priorities(),
-        }
+        })
     }
 
     /// The REST 2.0 base (`https://rt.example.com/REST/2.0`).
@@ -449,7 +491,7 @@ impl Rt {
     ) -> Result<(), DeliveryError> {
         if status == 403 {
             tracing::warn!(
-                helpdesk = %self.common.name,
+                helpdesk = %self.name,
                 "cannot read the custom field definitions (403): allowed values not checked"
             );
             return Ok(());
@@ -545,6 +587,127 @@ fn cf_values(fields: &Value, name: &str) -> Option<Vec<String>> {
             })
             .unwrap_or_default(),
     )
+}
+
+/// The [`Api`] of RT: the inherent methods above, which the contract tests also call.
+impl Api for Rt {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: true,
+            read_status: true,
+            separate_state_changes: true,
+        }
+    }
+
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Plain
+    }
+
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        Rt::create_request(self, c, body)
+    }
+
+    fn parse_create(
+        &self,
+        _c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        Rt::parse_create(self, status, headers, body)
+    }
+
+    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(Rt::read_back_request(self, t))
+    }
+
+    fn parse_read_back(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        Rt::parse_read_back(self, t, c, status, headers, body)
+    }
+
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        Rt::comment_request(self, t, text)
+    }
+
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        Some(Rt::find_open_request(self, fingerprint))
+    }
+
+    fn parse_find_open(
+        &self,
+        fingerprint: &str,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        Rt::parse_find_open(self, fingerprint, status, headers, body)
+    }
+
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(Rt::status_request(self, t))
+    }
+
+    fn parse_status(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        Rt::parse_status(self, status, headers, body)
+    }
+
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        Some(Rt::reopen_request(self, t))
+    }
+
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        Some(Rt::set_priority_request(self, t, p))
+    }
+
+    fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        Rt::parse_ok(self, status, headers, body)
+    }
+
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(Rt::check_request(self))
+    }
+
+    fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        Rt::parse_check(self, status, headers, body)
+    }
+
+    fn parse_check_field(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        Rt::parse_check_field(self, status, headers, body)
+    }
 }
 
 /// Quotes a TicketSQL string value.

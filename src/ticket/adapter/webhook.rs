@@ -48,8 +48,14 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{base_headers, classify, header, prio_index, Common, HelpdeskConfig, Secret};
+use std::ops::Range;
+
+use super::{
+    base_headers, classify, header, is_token_byte, prio_index, Api, Capabilities, HelpdeskConfig,
+    PriorityValue, Secret, Secrets, RESERVED_HEADERS,
+};
 use crate::policy::Priority;
+use crate::ticket::render::BodyFormat;
 use crate::ticket::{DeliveryError, HttpRequest, TicketContent, TicketRef, UpdateKind};
 
 /// What an event is about.
@@ -127,7 +133,6 @@ enum Segment {
 /// A webhook help desk.
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    pub(crate) common: Common,
     url: String,
     headers: Vec<(String, String)>,
     token: Option<Secret>,
@@ -137,12 +142,8 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub(crate) fn new(
-        common: Common,
-        cfg: &HelpdeskConfig,
-        token: Option<Secret>,
-        hmac: Option<Secret>,
-    ) -> Result<Webhook, String> {
+    pub(crate) fn new(cfg: &HelpdeskConfig, secrets: Secrets) -> Result<Webhook, String> {
+        let Secrets { token, hmac, .. } = secrets;
         let template =
             match &cfg.body_template {
                 Some(t) => Some(parse_template(t.get_ref()).map_err(|e| {
@@ -151,7 +152,6 @@ impl Webhook {
                 None => None,
             };
         Ok(Webhook {
-            common,
             url: cfg.url.get_ref().clone(),
             headers: cfg
                 .headers
@@ -311,6 +311,103 @@ impl Webhook {
         body: &[u8],
     ) -> Result<(), DeliveryError> {
         classify(status, headers, body)
+    }
+}
+
+/// The keys only the webhook uses.
+pub(crate) const KEYS: &[&str] = &[
+    "hmac_secret_env",
+    "hmac_secret_file",
+    "headers",
+    "body_template",
+];
+
+/// Webhook-specific problems of a `[[helpdesk]]` entry.
+pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<usize>>, String)) {
+    for (name, v) in &cfg.headers {
+        let lower = name.to_ascii_lowercase();
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            err(
+                Some(v.span()),
+                format!("header name {name:?} is not a valid HTTP header name"),
+            );
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+            err(
+                Some(v.span()),
+                format!(
+                    "header {name:?} is set by sentinela (use `token_env` or `token_file` for \
+                     Authorization)"
+                ),
+            );
+        }
+        if v.get_ref()
+            .bytes()
+            .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            err(
+                Some(v.span()),
+                format!("header {name:?}: the value has control characters"),
+            );
+        }
+    }
+    if let Some(t) = &cfg.body_template {
+        if let Err(msg) = check_template(t.get_ref()) {
+            err(Some(t.span()), format!("`body_template`: {msg}"));
+        }
+    }
+    for v in cfg.priority_map.values() {
+        if let PriorityValue::Text(s) = v.get_ref() {
+            if s.is_empty() {
+                err(Some(v.span()), "empty priority name".into());
+            }
+        }
+    }
+}
+
+impl Api for Webhook {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: false,
+            read_status: false,
+            separate_state_changes: false,
+        }
+    }
+
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Plain
+    }
+
+    fn create_request(&self, c: &TicketContent, body: &str, now: u64) -> HttpRequest {
+        Webhook::create_request(self, c, body, now)
+    }
+
+    fn parse_create(
+        &self,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        Webhook::parse_ok(self, status, headers, body).map(|()| self.ticket_ref(c))
+    }
+
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        kind: UpdateKind,
+        text: &str,
+        now: u64,
+    ) -> HttpRequest {
+        Webhook::comment_request(self, t, c, kind, text, now)
+    }
+
+    fn reopen_request(&self, t: &TicketRef, now: u64) -> Option<HttpRequest> {
+        Some(Webhook::reopen_request(self, t, now))
+    }
+
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, now: u64) -> Option<HttpRequest> {
+        Some(Webhook::set_priority_request(self, t, p, now))
     }
 }
 
