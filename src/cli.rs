@@ -954,6 +954,9 @@ fn cmd_outbox(action: OutboxAction) -> Result<u8, Failure> {
                             sentinela::ticket::lifecycle::Operation::SetPriority { priority } => {
                                 format!("set priority {priority}")
                             }
+                            sentinela::ticket::lifecycle::Operation::Resolve { .. } => {
+                                "resolve".to_string()
+                            }
                         };
                         writeln!(
                             out,

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use globset::{Glob, GlobSetBuilder};
 use ipnet::IpNet;
@@ -275,6 +276,15 @@ pub struct EngineSection {
     pub evidence_line_bytes: usize,
     /// Zone for timestamps without one (RFC 3164 syslog): `local`, `UTC` or `+02:00`.
     pub timezone: Spanned<String>,
+    /// An incident quiet this long (by event time) is closed locally: it leaves memory (the
+    /// state store keeps it), help desks that resolve on close (PagerDuty) are told, and a
+    /// later attack must pass the detector's threshold again before the ticket hears of it.
+    #[serde(deserialize_with = "crate::detector::de_duration")]
+    pub close_after: Duration,
+    /// Cap on incidents held in memory. Keys are attacker-chosen, so a flood of distinct
+    /// sources opens unbounded incidents: past the cap the least recently seen leave memory
+    /// (kept in the state store, and continued there if they recur).
+    pub max_open_incidents: usize,
 }
 
 impl Default for EngineSection {
@@ -285,6 +295,8 @@ impl Default for EngineSection {
             evidence_lines: 3,
             evidence_line_bytes: 512,
             timezone: Spanned::new(0..0, "local".into()),
+            close_after: Duration::from_secs(24 * 3600),
+            max_open_incidents: 20_000,
         }
     }
 }
@@ -488,6 +500,11 @@ impl Config {
         for (name, value) in [
             ("engine.max_line_bytes", f.engine.max_line_bytes),
             ("engine.max_tracked_keys", f.engine.max_tracked_keys),
+            ("engine.max_open_incidents", f.engine.max_open_incidents),
+            (
+                "engine.close_after",
+                f.engine.close_after.as_millis().min(usize::MAX as u128) as usize,
+            ),
         ] {
             if value == 0 {
                 err(0, format!("{name} must be greater than zero"));

@@ -23,7 +23,7 @@ use sd_notify::NotifyState;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, EngineSection};
 use crate::engine::{Engine, Input};
 use crate::http::{Health, Metrics};
 use crate::scan::LineReader;
@@ -32,11 +32,14 @@ use crate::state::{Commit, StateError, Store};
 use crate::ticket::adapter::Adapter;
 use crate::ticket::lifecycle::{Lifecycle, Operation, TicketRecord};
 use crate::ticket::outbox::Worker;
-use crate::timestamp::{now_millis, TimeParser, Zone};
+use crate::timestamp::{now_millis, Millis, TimeParser, Zone};
 
 /// How long a SIGTERM drain may take before the daemon exits anyway (state is committed
 /// first; lines read but not committed are read again at the next start).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often incidents are checked for a local close (unless memory is over the cap).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Options of `sentinela run`.
 #[derive(Debug, Clone, Default)]
@@ -132,7 +135,20 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     )))?;
     let store = Store::open_dir(&dir)?;
     let mut engine = Engine::new(built, cfg.file.engine.clone());
-    engine.restore(store.incidents(None)?, store.correlation()?);
+    // Only the incidents still open go back into memory: the most recent, up to the cap, and
+    // not quiet for `close_after` by event time (against the latest one stored: see
+    // `Pipeline::sweep`). The others stay in the store and are continued there if they recur.
+    let close_after = cfg
+        .file
+        .engine
+        .close_after
+        .as_millis()
+        .min(i64::MAX as u128) as Millis;
+    let mut open = store.recent_incidents(None, cfg.file.engine.max_open_incidents)?;
+    if let Some(latest) = open.iter().map(|i| i.last_seen).max() {
+        open.retain(|i| i.last_seen >= latest.saturating_sub(close_after));
+    }
+    engine.restore(open, store.correlation()?);
     let restored = engine.incidents.len();
     let positions = store.positions()?;
     info!(
@@ -189,16 +205,12 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             health.clone(),
         )
         .map_err(DaemonError::Setup)?;
-        let records = store
-            .tickets(&name)?
-            .into_iter()
-            .map(|r| (r.fingerprint.clone(), r))
-            .collect();
         desks.push(Desk {
             lifecycle: Lifecycle::new(&name, cfg.file.tickets.clone()),
             wake: worker.wake.clone(),
+            resolves: worker.adapter.capabilities().resolve_on_close,
             name,
-            records,
+            records: HashMap::new(),
         });
         workers.spawn(worker.run(shutdown_rx.clone()));
     }
@@ -293,6 +305,8 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         evicted_seen: 0,
         counted_incidents: restored,
         lines: 0,
+        limits: cfg.file.engine.clone(),
+        last_sweep: Instant::now(),
     };
     let result = pipeline
         .run(
@@ -316,6 +330,25 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
 
 /// A sender for one source: batches are tagged with the source's name (the key under which
 /// its positions are stored) and forwarded into the pipeline's channel, keeping backpressure.
+/// Loads the ticket record of `fp` from the store into `desk.records` unless it is there
+/// already (records in memory are newer: they may not be committed yet).
+fn load_record(store: &Store, desk: &mut Desk, fp: &str) {
+    if desk.records.contains_key(fp) {
+        return;
+    }
+    match store.ticket(&desk.name, fp) {
+        Ok(Some(r)) => {
+            desk.records.insert(fp.to_string(), r);
+        }
+        Ok(None) => {}
+        // Without the record the incident would look new and get a second ticket; the
+        // help desk lookup by key before each create still prevents the duplicate.
+        Err(e) => {
+            error!(message = "Cannot read a ticket record.", helpdesk = %desk.name, fingerprint = %fp, error = %e)
+        }
+    }
+}
+
 fn tagged(name: &str, tx: &mpsc::Sender<(Arc<str>, Batch)>) -> mpsc::Sender<Batch> {
     let (stx, mut srx) = mpsc::channel::<Batch>(4);
     let name: Arc<str> = name.into();
@@ -413,8 +446,12 @@ impl SourceStats {
 struct Desk {
     name: String,
     lifecycle: Lifecycle,
-    /// Ticket records by fingerprint (the local map is the first source of truth).
+    /// Ticket records by fingerprint (the local map is the first source of truth): those of
+    /// incidents in memory, loaded from the store on first use and dropped when the incident
+    /// leaves memory, plus uncommitted ones.
     records: HashMap<String, TicketRecord>,
+    /// The help desk resolves tickets when incidents close locally (PagerDuty).
+    resolves: bool,
     /// Wakes the delivery worker after a commit that queued operations.
     wake: Arc<tokio::sync::Notify>,
 }
@@ -445,6 +482,9 @@ struct Pipeline {
     /// Incidents already counted in metrics (restored ones are not counted again).
     counted_incidents: usize,
     lines: u64,
+    /// `[engine]`: `close_after` and `max_open_incidents` drive [`Pipeline::sweep`].
+    limits: EngineSection,
+    last_sweep: Instant,
 }
 
 impl Pipeline {
@@ -470,7 +510,9 @@ impl Pipeline {
                         // runtime, so the sources' tasks move to the other worker meanwhile.
                         tokio::task::block_in_place(|| {
                             self.process(&src, b);
-                            if last_commit.elapsed() >= commit_interval {
+                            // Past the incident cap, commit (and sweep) now rather than at the
+                            // next tick: a flood opens tens of thousands a second.
+                            if last_commit.elapsed() >= commit_interval || self.over_cap() {
                                 self.commit();
                                 last_commit = Instant::now();
                             }
@@ -537,6 +579,7 @@ impl Pipeline {
         input.labels.clone_from(&b.labels);
         // Live input: the year of RFC 3164 timestamps is this year's.
         input.time.reference = now_millis();
+        let known = self.engine.incidents.len();
         self.engine
             .process_block(&b.data, input, true, |_, _, _| {});
         let labels = [("source", source)];
@@ -562,6 +605,18 @@ impl Pipeline {
                 .insert(b.stream, (source.to_string(), p));
         }
         let changes = self.engine.take_changes();
+        // An incident that opened with the fingerprint of one retired from memory continues
+        // the stored record (count, first sighting, first evidence).
+        for &i in changes.incidents.iter().filter(|&&i| i >= known) {
+            let fp = &self.engine.incidents[i].fingerprint;
+            match self.store.incident(fp) {
+                Ok(Some(stored)) => self.engine.absorb(i, stored),
+                Ok(None) => {}
+                Err(e) => {
+                    error!(message = "Cannot read a stored incident; its count restarts.", fingerprint = %fp, error = %e)
+                }
+            }
+        }
         if !self.desks.is_empty() {
             let now = now_millis();
             for &i in &changes.incidents {
@@ -574,6 +629,9 @@ impl Pipeline {
                     .find(|d| d.id == inc.detector);
                 for desk in &mut self.desks {
                     let digest_key = desk.lifecycle.digest_key(&inc.detector, now);
+                    for fp in [&inc.fingerprint, &digest_key] {
+                        load_record(&self.store, desk, fp);
+                    }
                     let decision = desk.lifecycle.on_incident(
                         inc,
                         det,
@@ -698,6 +756,11 @@ impl Pipeline {
                         d.wake.notify_one();
                     }
                 }
+                if self.sweep() {
+                    // Resolve operations of closed incidents: committed now, not at the next
+                    // tick, so a crash in between cannot lose them.
+                    self.commit();
+                }
             }
             Err(e) => {
                 self.metrics
@@ -705,6 +768,82 @@ impl Pipeline {
                 error!(message = "State commit failed; will retry.", error = %e);
             }
         }
+    }
+
+    /// More incidents in memory than `max_open_incidents` allows, with 10% slack so that a
+    /// flood commits in batches rather than at every block.
+    fn over_cap(&self) -> bool {
+        let cap = self.limits.max_open_incidents;
+        self.engine.incidents.len() > cap + cap / 10
+    }
+
+    /// Closes incidents locally (quiet for `close_after`) and keeps memory bounded (at most
+    /// `max_open_incidents`), at most once every [`SWEEP_INTERVAL`] unless over the cap. Runs
+    /// right after a successful commit, when no incident index is outstanding. Returns whether
+    /// it queued operations (resolves) to commit.
+    fn sweep(&mut self) -> bool {
+        let over = self.engine.incidents.len() > self.limits.max_open_incidents;
+        if !self.pending_incidents.is_empty()
+            || !self.pending_tickets.is_empty()
+            || (!over && self.last_sweep.elapsed() < SWEEP_INTERVAL)
+        {
+            return false;
+        }
+        self.last_sweep = Instant::now();
+        self.count_new_incidents();
+        let retired = self
+            .engine
+            .retire(self.limits.close_after, self.limits.max_open_incidents);
+        self.counted_incidents = self.engine.incidents.len();
+        let mut queued = false;
+        for (inc, quiet) in &retired {
+            let reason = if *quiet { "quiet" } else { "memory" };
+            self.metrics.add(
+                "sentinela_incidents_closed_total",
+                &[("reason", reason)],
+                1.0,
+            );
+            let det = self
+                .engine
+                .detectors
+                .detectors
+                .iter()
+                .find(|d| d.id == inc.detector);
+            for desk in &mut self.desks {
+                if *quiet && desk.resolves {
+                    load_record(&self.store, desk, &inc.fingerprint);
+                    let rec = desk.records.get(&inc.fingerprint);
+                    if let Some((fp, op)) = desk.lifecycle.on_close(inc, det, rec) {
+                        self.pending_outbox.push((desk.name.clone(), fp, op));
+                        queued = true;
+                    }
+                }
+            }
+        }
+        if !retired.is_empty() {
+            // Records of incidents no longer in memory leave too (reloaded on demand).
+            let live: std::collections::HashSet<&str> = self
+                .engine
+                .incidents
+                .iter()
+                .map(|i| i.fingerprint.as_str())
+                .collect();
+            for desk in &mut self.desks {
+                desk.records.retain(|fp, _| live.contains(fp.as_str()));
+            }
+            info!(
+                message = "Closed incidents locally.",
+                quiet = retired.iter().filter(|(_, q)| *q).count(),
+                memory = retired.iter().filter(|(_, q)| !*q).count(),
+                open = self.engine.incidents.len()
+            );
+        }
+        self.metrics.set(
+            "sentinela_open_incidents",
+            &[],
+            self.engine.incidents.len() as f64,
+        );
+        queued
     }
 
     fn reload(&mut self, config_path: Option<&Path>) {
@@ -719,6 +858,7 @@ impl Pipeline {
                 self.commit();
                 self.zone = built.zone;
                 self.engine.reconfigure(built, cfg.file.engine.clone());
+                self.limits = cfg.file.engine.clone();
                 self.hits_seen.clear();
                 self.allowlisted_seen.clear();
                 self.evicted_seen = 0;

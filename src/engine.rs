@@ -6,6 +6,7 @@
 //! record in memory. It does no I/O itself.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use crate::config::{Built, EngineSection};
 use crate::correlate::{Correlator, Observation, Verdict};
@@ -119,6 +120,9 @@ pub struct Engine {
     by_key: HashMap<(usize, Vec<String>), usize>,
     /// Incidents opened or grown since the last [`Engine::take_changes`].
     dirty: Vec<usize>,
+    /// The latest event time seen: the "now" against which incidents are quiet
+    /// ([`Engine::retire`]), so replaying an old log closes what living through it would.
+    clock: Millis,
     /// Counters.
     pub stats: Stats,
 }
@@ -159,6 +163,7 @@ impl Engine {
             incidents: Vec::new(),
             by_key: HashMap::new(),
             dirty: Vec::new(),
+            clock: Millis::MIN,
             stats: Stats {
                 hits: vec![0; n],
                 suppressed: vec![0; n],
@@ -200,6 +205,7 @@ impl Engine {
         correlation: Vec<crate::state::StoredCorrelation>,
     ) {
         for inc in incidents {
+            self.clock = self.clock.max(inc.last_seen);
             if let Some(di) = self.detectors.index_of(&inc.detector) {
                 let key: Vec<String> = self.detectors.detectors[di]
                     .key
@@ -237,6 +243,73 @@ impl Engine {
             })
             .collect();
         self.restore(std::mem::take(&mut old.incidents), correlation);
+    }
+
+    /// The latest event time seen (`Millis::MIN` before any hit).
+    pub fn clock(&self) -> Millis {
+        self.clock
+    }
+
+    /// Closes incidents locally and forgets them (the state store keeps them): those quiet
+    /// for `close_after` by event time, then, while more than `max_open` remain, the least
+    /// recently seen. Returns `(incident, quiet)` for each, `quiet` telling a quiet close from
+    /// an eviction for memory (attacker-chosen keys make the number of incidents unbounded).
+    ///
+    /// A later hit with the same key goes through correlation again; when it opens an
+    /// incident, it has the same fingerprint, so the caller continues the stored record
+    /// ([`Engine::absorb`]) and the ticket lifecycle treats it as a recurrence.
+    ///
+    /// Indices into [`Engine::incidents`] change: call only when none is outstanding (after
+    /// a commit, with no changes taken and not yet written).
+    pub fn retire(&mut self, close_after: Duration, max_open: usize) -> Vec<(Incident, bool)> {
+        let quiet_before = self
+            .clock
+            .saturating_sub(close_after.as_millis().min(i64::MAX as u128) as Millis);
+        let quiet = |i: &Incident| self.clock != Millis::MIN && i.last_seen < quiet_before;
+        let n_quiet = self.incidents.iter().filter(|i| quiet(i)).count();
+        if n_quiet == 0 && self.incidents.len() <= max_open {
+            return Vec::new();
+        }
+        let mut keep = Vec::with_capacity(self.incidents.len());
+        let mut out = Vec::new();
+        for inc in std::mem::take(&mut self.incidents) {
+            if quiet(&inc) {
+                out.push((inc, true));
+            } else {
+                keep.push(inc);
+            }
+        }
+        if keep.len() > max_open {
+            // Least recently seen first; stable on fingerprint for determinism.
+            keep.sort_by(|a, b| {
+                a.last_seen
+                    .cmp(&b.last_seen)
+                    .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+            });
+            let excess = keep.len() - max_open;
+            out.extend(keep.drain(..excess).map(|i| (i, false)));
+        }
+        self.dirty.clear();
+        self.by_key.clear();
+        self.restore(keep, Vec::new());
+        out
+    }
+
+    /// Continues a stored incident with the same fingerprint as incident `i`, which just
+    /// opened after the stored one was retired: counts add up, the first sighting and first
+    /// evidence lines are the stored ones. `stored` must not be in memory any more.
+    pub fn absorb(&mut self, i: usize, stored: Incident) {
+        let Some(inc) = self.incidents.get_mut(i) else {
+            return;
+        };
+        if inc.fingerprint != stored.fingerprint {
+            return;
+        }
+        inc.count += stored.count;
+        inc.first_seen = inc.first_seen.min(stored.first_seen);
+        let mut evidence = stored.evidence;
+        evidence.extend_from(&inc.evidence);
+        inc.evidence = evidence;
     }
 
     /// Correlation keys evicted because of the key cap.
@@ -307,6 +380,7 @@ impl Engine {
     fn observe(&mut self, hit: &Hit, at: Millis, input: &Input) -> Option<Change> {
         let source = input.name.as_str();
         let di = hit.detector;
+        self.clock = self.clock.max(at);
         if self.policy.allowlisted(di, |k| hit.get(k)) {
             self.stats.suppressed[di] += 1;
             return None;
@@ -395,5 +469,134 @@ impl Engine {
         self.by_key.insert(lookup, self.incidents.len() - 1);
         self.dirty.push(self.incidents.len() - 1);
         Some(Change::Opened(self.incidents.len() - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::timestamp::Zone;
+
+    /// An engine with one detector that opens an incident per source at its first hit.
+    fn engine(max_open: usize) -> (Engine, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.toml"),
+            r#"
+[[detector]]
+id = "t.probe"
+title = "Probe from {source.address}"
+category = "information-gathering"
+severity = "medium"
+patterns = ['''\bfw\[\d+\]: PROBE from (?P<source.address>\S+)$''']
+key = ["source.address"]
+"#,
+        )
+        .unwrap();
+        let text = format!(
+            "[detectors]\nbuiltin = false\ndirs = [{:?}]\n[engine]\nmax_open_incidents = {max_open}\n",
+            dir.path().join("t.toml").display().to_string()
+        );
+        let cfg = Config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        (
+            Engine::new(cfg.build().unwrap(), cfg.file.engine.clone()),
+            dir,
+        )
+    }
+
+    fn feed(e: &mut Engine, input: &mut Input, lines: &[(&str, &str)]) {
+        let block: String = lines
+            .iter()
+            .map(|(t, a)| format!("{t} gw fw[1]: PROBE from {a}\n"))
+            .collect();
+        e.process_block(block.as_bytes(), input, true, |_, _, _| {});
+        e.take_changes();
+    }
+
+    #[test]
+    fn quiet_incidents_close_and_memory_is_capped_least_recent_first() {
+        let (mut e, _d) = engine(2);
+        let mut input = Input::new("fw", TimeParser::new(Zone::parse("UTC").unwrap(), 0));
+        feed(
+            &mut e,
+            &mut input,
+            &[
+                ("2026-03-01T10:00:00Z", "198.51.100.1"),
+                ("2026-03-01T10:05:00Z", "198.51.100.2"),
+                ("2026-03-01T10:06:00Z", "198.51.100.3"),
+                ("2026-03-01T10:07:00Z", "198.51.100.4"),
+            ],
+        );
+        assert_eq!(e.incidents.len(), 4);
+        // Nothing is quiet for 1 h by event time; over the cap of 2, the two least recently
+        // seen leave memory.
+        let gone = e.retire(Duration::from_secs(3600), 2);
+        let addr = |i: &Incident| i.fields["source.address"].clone();
+        assert_eq!(
+            gone.iter().map(|(i, q)| (addr(i), *q)).collect::<Vec<_>>(),
+            [
+                ("198.51.100.1".to_string(), false),
+                ("198.51.100.2".into(), false)
+            ]
+        );
+        assert_eq!(e.incidents.len(), 2);
+        // Indices were rebuilt: a recurrence of a kept incident still finds it.
+        feed(
+            &mut e,
+            &mut input,
+            &[("2026-03-01T12:00:00Z", "198.51.100.4")],
+        );
+        assert_eq!(e.incidents.len(), 2);
+        let four = e
+            .incidents
+            .iter()
+            .find(|i| addr(i) == "198.51.100.4")
+            .unwrap();
+        assert_eq!(four.count, 2);
+        // Now 198.51.100.3 (last seen 10:06) is quiet for more than 1 h at 12:00.
+        let gone = e.retire(Duration::from_secs(3600), 2);
+        assert_eq!(
+            gone.iter().map(|(i, q)| (addr(i), *q)).collect::<Vec<_>>(),
+            [("198.51.100.3".to_string(), true)]
+        );
+        assert!(e.retire(Duration::from_secs(3600), 2).is_empty());
+    }
+
+    #[test]
+    fn a_retired_incident_that_recurs_continues_its_stored_record() {
+        let (mut e, _d) = engine(10);
+        let mut input = Input::new("fw", TimeParser::new(Zone::parse("UTC").unwrap(), 0));
+        feed(
+            &mut e,
+            &mut input,
+            &[
+                ("2026-03-01T10:00:00Z", "198.51.100.1"),
+                ("2026-03-01T10:01:00Z", "198.51.100.1"),
+            ],
+        );
+        let (old, quiet) = e.retire(Duration::from_secs(1), 0).pop().unwrap();
+        assert!(!quiet, "evicted for memory (cap 0)");
+        assert_eq!(old.count, 2);
+        feed(
+            &mut e,
+            &mut input,
+            &[("2026-03-02T09:00:00Z", "198.51.100.1")],
+        );
+        assert_eq!(e.incidents.len(), 1);
+        assert_eq!(e.incidents[0].fingerprint, old.fingerprint);
+        assert_eq!(e.incidents[0].count, 1);
+        e.absorb(0, old.clone());
+        let inc = &e.incidents[0];
+        assert_eq!(inc.count, 3);
+        assert_eq!(inc.first_seen, old.first_seen);
+        assert_eq!(inc.evidence.lines().len(), 3);
+        assert!(inc.evidence.lines()[0].starts_with("2026-03-01T10:00:00Z"));
+        assert!(inc.evidence.lines()[2].starts_with("2026-03-02T09:00:00Z"));
+        // An incident of another fingerprint is not merged.
+        let mut other = old;
+        other.fingerprint = "x".into();
+        e.absorb(0, other);
+        assert_eq!(e.incidents[0].count, 3);
     }
 }

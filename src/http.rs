@@ -59,6 +59,16 @@ const METRICS: &[(&str, &str, &str)] = &[
         "Incidents opened, per detector and priority.",
     ),
     (
+        "sentinela_incidents_closed_total",
+        "counter",
+        "Incidents closed locally, per reason: quiet (engine.close_after) or memory (engine.max_open_incidents).",
+    ),
+    (
+        "sentinela_open_incidents",
+        "gauge",
+        "Incidents held in memory.",
+    ),
+    (
         "sentinela_allowlisted_total",
         "counter",
         "Hits suppressed by allowlists, per detector.",

@@ -88,6 +88,22 @@ impl Evidence {
         }
     }
 
+    /// Adds every line `later` holds (its first lines, then its last ones), counting the
+    /// lines it left out: the evidence of an incident continued after it was retired.
+    pub fn extend_from(&mut self, later: &Evidence) {
+        for l in &later.first {
+            self.push(l.clone());
+        }
+        if later.omitted > 0 {
+            // Lines `later` left out fall between its first and last lines: here they are
+            // older than the last lines pushed below, so they count as omitted.
+            self.omitted += later.omitted;
+        }
+        for l in &later.last {
+            self.push(l.clone());
+        }
+    }
+
     /// All kept lines in order, with a marker where lines were left out.
     pub fn lines(&self) -> Vec<String> {
         let mut out = self.first.clone();
@@ -223,6 +239,22 @@ mod tests {
             )
             .len(),
             32
+        );
+    }
+
+    #[test]
+    fn continued_evidence_counts_every_line_once() {
+        let mut stored = Evidence::new(2);
+        stored.push("a0".into());
+        stored.push("a1".into());
+        let mut later = Evidence::new(2);
+        for i in 0..7 {
+            later.push(format!("l{i}"));
+        }
+        stored.extend_from(&later);
+        assert_eq!(
+            stored.lines(),
+            ["a0", "a1", "[... 5 more lines ...]", "l5", "l6"]
         );
     }
 

@@ -426,6 +426,24 @@ impl Store {
         Ok(out)
     }
 
+    /// The ticket record of one fingerprint in one help desk.
+    pub fn ticket(
+        &self,
+        helpdesk: &str,
+        fingerprint: &str,
+    ) -> Result<Option<TicketRecord>, StateError> {
+        let raw: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM tickets WHERE helpdesk = ?1 AND fingerprint = ?2",
+                [helpdesk, fingerprint],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        raw.map(|r| self.decode("ticket record", &r)).transpose()
+    }
+
     /// Operations due for delivery: pending, due by `now`, and not behind an earlier
     /// undelivered operation of the same fingerprint (a comment waits for its create).
     pub fn due_operations(
@@ -639,16 +657,47 @@ impl Store {
 
     /// Incidents whose last hit is at or after `since` (all with `None`), newest first.
     pub fn incidents(&self, since: Option<Millis>) -> Result<Vec<Incident>, StateError> {
+        self.recent_incidents(since, usize::MAX)
+    }
+
+    /// Like [`Store::incidents`], at most `limit` of them (the most recent): what the daemon
+    /// keeps in memory at start-up.
+    pub fn recent_incidents(
+        &self,
+        since: Option<Millis>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StateError> {
+        self.query_incidents(
+            "WHERE last_seen >= ?1 ORDER BY last_seen DESC, fingerprint LIMIT ?2",
+            params![
+                since.unwrap_or(i64::MIN),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
+    }
+
+    /// The incident with this fingerprint, if recorded.
+    pub fn incident(&self, fingerprint: &str) -> Result<Option<Incident>, StateError> {
+        Ok(self
+            .query_incidents("WHERE fingerprint = ?1", params![fingerprint])?
+            .pop())
+    }
+
+    fn query_incidents(
+        &self,
+        tail: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<Incident>, StateError> {
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT fingerprint, detector, title, category, severity, criticality, priority,
                         count, first_seen, last_seen, fields, key, source, evidence
-                 FROM incidents WHERE last_seen >= ?1 ORDER BY last_seen DESC, fingerprint",
-            )
+                 FROM incidents {tail}"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map([since.unwrap_or(i64::MIN)], |r| {
+            .query_map(args, |r| {
                 Ok((
                     (
                         r.get::<_, String>(0)?,

@@ -181,6 +181,12 @@ pub enum Operation {
         /// The new priority.
         priority: Priority,
     },
+    /// Resolve the ticket: the incident was closed locally (quiet for `engine.close_after`).
+    /// Only queued for help desks that resolve on close (PagerDuty).
+    Resolve {
+        /// Incident snapshot at close time.
+        incident: Box<IncidentSnapshot>,
+    },
 }
 
 /// The incident fields a ticket operation needs, frozen when the operation is queued.
@@ -546,6 +552,29 @@ impl Lifecycle {
         dg.last_update_at = now;
     }
 
+    /// What closing an incident locally means for its ticket: a `Resolve` when a ticket was
+    /// opened (or is queued) for it; nothing otherwise. Only for help desks whose
+    /// capabilities say they resolve on close.
+    pub fn on_close(
+        &self,
+        incident: &Incident,
+        detector: Option<&crate::detector::Detector>,
+        record: Option<&TicketRecord>,
+    ) -> Option<(String, Operation)> {
+        record?;
+        let s = IncidentSnapshot::of(incident);
+        let snap = match detector {
+            Some(det) => s.with_detector(det),
+            None => s,
+        };
+        Some((
+            incident.fingerprint.clone(),
+            Operation::Resolve {
+                incident: Box::new(snap),
+            },
+        ))
+    }
+
     fn new_record(&self, fp: &str, p: Priority, count: u64, now: Millis) -> TicketRecord {
         TicketRecord {
             fingerprint: fp.to_string(),
@@ -612,6 +641,7 @@ mod tests {
                     crate::ticket::UpdateKind::Reopen => "reopen",
                 },
                 Operation::SetPriority { .. } => "set-priority",
+                Operation::Resolve { .. } => "resolve",
             })
             .collect()
     }

@@ -117,6 +117,9 @@ impl Worker {
             };
             self.export_gauges();
             if due.is_empty() {
+                // Nothing to do for now: end the login session (GLPI) rather than leave it
+                // open on the server.
+                self.adapter.end_session(&self.client).await;
                 let next = tokio::task::block_in_place(|| self.db().next_due(&name))
                     .ok()
                     .flatten();
@@ -164,15 +167,18 @@ impl Worker {
 
     async fn deliver(&mut self, op: OutboxRow) {
         let name = self.adapter.name().to_string();
-        let record = self
-            .db()
-            .tickets(&name)
-            .ok()
-            .and_then(|t| t.into_iter().find(|r| r.fingerprint == op.fingerprint));
+        let record = match self.db().ticket(&name, &op.fingerprint) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(message = "Cannot read the ticket record; will retry.", helpdesk = %name, error = %e);
+                return;
+            }
+        };
         let kind = match &op.operation {
             Operation::Create { .. } => "create",
             Operation::Update { .. } => "update",
             Operation::SetPriority { .. } => "set_priority",
+            Operation::Resolve { .. } => "resolve",
         };
         let result = self.execute(&op, record).await;
         let metrics = self.metrics.clone();
@@ -347,6 +353,23 @@ impl Worker {
                 self.paced().await;
                 self.adapter
                     .set_priority(&self.client, &TicketRef(tref), *priority)
+                    .await?;
+                Ok(None)
+            }
+            Operation::Resolve { incident } => {
+                let Some(rec) = record else {
+                    return Ok(None);
+                };
+                let Some(tref) = rec.ticket_ref.clone() else {
+                    return Err(DeliveryError::Retry {
+                        message: "the ticket is not created yet".into(),
+                        retry_after: None,
+                    });
+                };
+                let content = incident.content(rec.previous_ref.clone());
+                self.paced().await;
+                self.adapter
+                    .resolve(&self.client, &TicketRef(tref), &content)
                     .await?;
                 Ok(None)
             }

@@ -1146,6 +1146,9 @@ pub struct Capabilities {
     /// them. When false (webhook), a comment of kind `Reopen`/`Escalation` already carries
     /// the change, and sending `reopen`/`set_priority` as well would deliver two events.
     pub separate_state_changes: bool,
+    /// Tickets are resolved by sentinela when the incident closes locally (PagerDuty, where
+    /// an open alert keeps paging); elsewhere people close tickets.
+    pub resolve_on_close: bool,
 }
 
 impl Adapter {

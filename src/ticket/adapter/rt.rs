@@ -596,6 +596,7 @@ impl Api for Rt {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 

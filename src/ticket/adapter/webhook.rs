@@ -370,6 +370,7 @@ impl Api for Webhook {
             find_open: false,
             read_status: false,
             separate_state_changes: false,
+            resolve_on_close: false,
         }
     }
 
