@@ -87,7 +87,13 @@ async fn pagerduty_create_triggers_an_alert_keyed_by_the_fingerprint() {
     assert!(d.get("update").is_none());
     assert_eq!(
         body.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["client", "dedup_key", "event_action", "payload", "routing_key"]
+        [
+            "client",
+            "dedup_key",
+            "event_action",
+            "payload",
+            "routing_key"
+        ]
     );
 
     // The dry run shows the placeholder, never the routing key.
@@ -148,15 +154,33 @@ async fn pagerduty_updates_are_triggers_and_resolve_closes_the_alert() {
     a.set_priority(&client, &t, Priority::P1).await.unwrap();
     assert!(fake.requests().is_empty());
 
-    a.comment(&client, &t, &c, UpdateKind::Recurrence, "seen 28 more times")
-        .await
-        .unwrap();
-    a.comment(&client, &t, &c, UpdateKind::Escalation, "Priority raised to P1")
-        .await
-        .unwrap();
-    a.comment(&client, &t, &c, UpdateKind::Reopen, "recurred after resolve")
-        .await
-        .unwrap();
+    a.comment(
+        &client,
+        &t,
+        &c,
+        UpdateKind::Recurrence,
+        "seen 28 more times",
+    )
+    .await
+    .unwrap();
+    a.comment(
+        &client,
+        &t,
+        &c,
+        UpdateKind::Escalation,
+        "Priority raised to P1",
+    )
+    .await
+    .unwrap();
+    a.comment(
+        &client,
+        &t,
+        &c,
+        UpdateKind::Reopen,
+        "recurred after resolve",
+    )
+    .await
+    .unwrap();
     a.resolve(&client, &t, &c).await.unwrap();
 
     let reqs = fake.requests();
@@ -200,7 +224,10 @@ async fn pagerduty_updates_are_triggers_and_resolve_closes_the_alert() {
             ),
         ]
     );
-    assert_eq!(reqs[0].json()["payload"]["custom_details"]["count"], json!(40));
+    assert_eq!(
+        reqs[0].json()["payload"]["custom_details"]["count"],
+        json!(40)
+    );
     assert_eq!(
         reqs[3].json(),
         json!({"routing_key": TOKEN, "event_action": "resolve", "dedup_key": FP})
@@ -256,7 +283,10 @@ async fn pagerduty_answers_are_read_as_documented() {
         Some(Duration::from_secs(30))
     );
     let m = blocked_message(a.create(&client, &c, "b").await);
-    assert!(m.contains("unexpected answer") && m.contains("Portal"), "{m}");
+    assert!(
+        m.contains("unexpected answer") && m.contains("Portal"),
+        "{m}"
+    );
     let m = blocked_message(a.create(&client, &c, "b").await);
     assert!(m.contains("under dedup_key \"other\""), "{m}");
     let m = blocked_message(a.create(&client, &c, "b").await);

@@ -89,7 +89,10 @@ async fn servicenow_create_posts_an_incident_keyed_by_correlation_id() {
     );
     let c = content();
     let client = http_client().unwrap();
-    let t = a.create(&client, &c, "rendered body\nline 2").await.unwrap();
+    let t = a
+        .create(&client, &c, "rendered body\nline 2")
+        .await
+        .unwrap();
     assert_eq!(t, TicketRef(SYS_ID.into()));
 
     let reqs = fake.requests();
@@ -144,8 +147,14 @@ async fn servicenow_titles_are_cut_to_short_description() {
     let body = fake.requests()[0].json();
     let sd = body["short_description"].as_str().unwrap();
     assert_eq!(sd.chars().count(), 160);
-    assert!(sd.starts_with("[sentinela P2] ééé") && sd.ends_with('…'), "{sd}");
-    assert_eq!((&body["impact"], &body["urgency"]), (&json!("2"), &json!("1")));
+    assert!(
+        sd.starts_with("[sentinela P2] ééé") && sd.ends_with('…'),
+        "{sd}"
+    );
+    assert_eq!(
+        (&body["impact"], &body["urgency"]),
+        (&json!("2"), &json!("1"))
+    );
 }
 
 #[tokio::test]
@@ -154,7 +163,10 @@ async fn servicenow_silent_drops_are_blocked() {
     let extra = format!("group = \"{GROUP}\"\n");
     for (reply, field) in [
         (created("", GROUP, ""), "correlation_id holds \"\""),
-        (created(&FP.to_uppercase(), GROUP, ""), "correlation_id holds"),
+        (
+            created(&FP.to_uppercase(), GROUP, ""),
+            "correlation_id holds",
+        ),
         (created(FP, "", ""), "assignment_group holds \"\""),
     ] {
         let fake = Fake::start(vec![reply]).await;
@@ -213,7 +225,10 @@ async fn servicenow_find_open_queries_correlation_id_and_compares_exactly() {
     let q = r.query();
     assert_eq!(
         q.get("sysparm_query").map(String::as_str),
-        Some(format!("correlation_id={FP}^active=true^stateNOT IN6,7,8^ORDERBYsys_created_on").as_str())
+        Some(
+            format!("correlation_id={FP}^active=true^stateNOT IN6,7,8^ORDERBYsys_created_on")
+                .as_str()
+        )
     );
     assert_eq!(
         q.get("sysparm_fields").map(String::as_str),
@@ -229,9 +244,7 @@ async fn servicenow_find_open_queries_correlation_id_and_compares_exactly() {
 #[tokio::test]
 async fn servicenow_comment_status_reopen_and_priority() {
     let s = Secrets::new();
-    let inc = |state: &str, active: &str| {
-        json!({"result": {"sys_id": SYS_ID, "number": "INC0010042", "state": state, "active": active}})
-    };
+    let inc = |state: &str, active: &str| json!({"result": {"sys_id": SYS_ID, "number": "INC0010042", "state": state, "active": active}});
     let fake = Fake::start(vec![
         reply(200, json!({"result": {"sys_id": SYS_ID}})),
         reply(200, inc("2", "true")),
@@ -335,10 +348,7 @@ async fn servicenow_comment_status_reopen_and_priority() {
     );
     for r in &reqs {
         assert_eq!(r.path(), format!("/api/now/table/incident/{SYS_ID}"));
-        assert_eq!(
-            r.query()["sysparm_exclude_reference_link"].as_str(),
-            "true"
-        );
+        assert_eq!(r.query()["sysparm_exclude_reference_link"].as_str(), "true");
         assert_sn_headers(r);
     }
 }
@@ -349,7 +359,10 @@ async fn servicenow_check_reads_incidents_and_the_configured_records() {
     let extra = format!("group = \"{GROUP}\"\nrequester = \"{CALLER}\"\n");
     let list = || reply(200, json!({"result": [{"sys_id": SYS_ID}]}));
     let rec = |name: &str, active: &str| {
-        reply(200, json!({"result": {"sys_id": GROUP, "name": name, "active": active}}))
+        reply(
+            200,
+            json!({"result": {"sys_id": GROUP, "name": name, "active": active}}),
+        )
     };
     let not_found = || {
         reply(

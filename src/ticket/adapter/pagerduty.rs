@@ -393,7 +393,11 @@ mod tests {
 
     #[test]
     fn config_problems_are_located() {
-        assert!(located_problems(PD).is_empty(), "{:?}", located_problems(PD));
+        assert!(
+            located_problems(PD).is_empty(),
+            "{:?}",
+            located_problems(PD)
+        );
         let cases: &[(String, &str)] = &[
             (
                 PD.replace("token_env = \"PD_ROUTING_KEY\"\n", ""),
@@ -422,7 +426,10 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = located_problems(text).join("\n");
-            assert!(got.contains(want), "config:\n{text}\ngot: {got}\nwant: {want}");
+            assert!(
+                got.contains(want),
+                "config:\n{text}\ngot: {got}\nwant: {want}"
+            );
         }
         let ok = format!("{PD}priority_map = {{ P4 = \"Warning\" }}\ngroup = \"edge\"\n");
         assert!(located_problems(&ok).is_empty());

@@ -311,7 +311,11 @@ impl Servicenow {
 
     /// `GET /incident/{sys_id}` for its state.
     pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.incident_url(t, "sys_id,number,state,active"), None)
+        self.request(
+            "GET",
+            self.incident_url(t, "sys_id,number,state,active"),
+            None,
+        )
     }
 
     /// `PATCH` state 2 (In Progress); the answer shows the state ServiceNow kept.
@@ -615,7 +619,10 @@ fn error_text(body: &[u8]) -> Option<String> {
 
 /// The wait until `X-RateLimit-Reset` (unix seconds), capped at [`MAX_RETRY_AFTER`].
 pub fn rate_limit_reset(headers: &[(String, String)], now: SystemTime) -> Option<Duration> {
-    let reset: u64 = header_value(headers, "x-ratelimit-reset")?.trim().parse().ok()?;
+    let reset: u64 = header_value(headers, "x-ratelimit-reset")?
+        .trim()
+        .parse()
+        .ok()?;
     let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
     Some(Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER))
 }
@@ -633,11 +640,14 @@ fn short_description(c: &TicketContent) -> String {
 
 /// Standard base64 with padding (RFC 4648), for the basic auth header.
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -790,13 +800,21 @@ mod tests {
 
     #[test]
     fn config_problems_are_located() {
-        assert!(located_problems(SN).is_empty(), "{:?}", located_problems(SN));
+        assert!(
+            located_problems(SN).is_empty(),
+            "{:?}",
+            located_problems(SN)
+        );
         let ok = format!(
             "{SN}group = \"{GROUP}\"\nrequester = \"{}\"\n\
              priority_map = {{ P1 = \"1/1\", P4 = 3 }}\ncreate_fields = {{ category = \"security\" }}\n",
             GROUP.to_uppercase()
         );
-        assert!(located_problems(&ok).is_empty(), "{:?}", located_problems(&ok));
+        assert!(
+            located_problems(&ok).is_empty(),
+            "{:?}",
+            located_problems(&ok)
+        );
         let cases: &[(String, &str)] = &[
             (
                 SN.replace("token_env = \"SN_PASSWORD\"\n", ""),
@@ -838,7 +856,10 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = located_problems(text).join("\n");
-            assert!(got.contains(want), "config:\n{text}\ngot: {got}\nwant: {want}");
+            assert!(
+                got.contains(want),
+                "config:\n{text}\ngot: {got}\nwant: {want}"
+            );
         }
     }
 
@@ -873,7 +894,10 @@ mod tests {
         );
         let b = sn(&SN.replace("username = \"svc.sentinela\"\n", ""));
         let h = b.auth_header();
-        assert_eq!((h.name.as_str(), h.value.as_str(), h.secret), ("x-sn-apikey", "pw", true));
+        assert_eq!(
+            (h.name.as_str(), h.value.as_str(), h.secret),
+            ("x-sn-apikey", "pw", true)
+        );
     }
 
     #[test]
