@@ -658,6 +658,7 @@ impl Api for Glpi {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 

@@ -656,7 +656,6 @@ impl HelpdeskConfig {
         }
     }
 
-    #[allow(dead_code)] // until the first adapter with named priorities lands
     /// Reports `priority_map` values that are not one of `names` (compared without case).
     pub(crate) fn check_named_priorities(
         &self,

@@ -298,6 +298,7 @@ impl Api for Pagerduty {
             find_open: false,
             read_status: false,
             separate_state_changes: false,
+            resolve_on_close: true,
         }
     }
 

@@ -666,6 +666,7 @@ impl Api for Servicenow {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 
