@@ -552,11 +552,14 @@ fn cmd_scan(
                 write_incident(&mut out, i)?;
             }
             for r in &requests {
+                let what = match r["fingerprint"].as_str() {
+                    Some(fp) => format!("incident {fp}"),
+                    None => "login session".to_string(),
+                };
                 writeln!(
                     out,
-                    "Would send to help desk {:?} (incident {}):\n{}",
+                    "Would send to help desk {:?} ({what}):\n{}",
                     r["helpdesk"].as_str().unwrap_or_default(),
-                    r["fingerprint"].as_str().unwrap_or_default(),
                     r["text"].as_str().unwrap_or_default()
                 )?;
             }

@@ -297,8 +297,8 @@ async fn glpi_comment_status_reopen_and_priority() {
         TicketStatus::Open,
         TicketStatus::Open,
         TicketStatus::Closed,
-        TicketStatus::Closed,
-        TicketStatus::Closed,
+        TicketStatus::Final,
+        TicketStatus::Final,
     ] {
         assert_eq!(a.status(&client, &t).await.unwrap(), want);
     }

@@ -282,8 +282,8 @@ async fn servicenow_comment_status_reopen_and_priority() {
         TicketStatus::Open,
         TicketStatus::Open,
         TicketStatus::Closed,
-        TicketStatus::Closed,
-        TicketStatus::Closed,
+        TicketStatus::Final,
+        TicketStatus::Final,
     ];
     for want in statuses {
         assert_eq!(a.status(&client, &t).await.unwrap(), want);

@@ -485,10 +485,15 @@ impl Lifecycle {
                         incident.fingerprint.clone(),
                         Operation::SetPriority { priority: raised },
                     ));
+                    // The snapshot carries the ticket's priority, not the incident's: help
+                    // desks without a separate priority change (webhook, PagerDuty) learn the
+                    // raised priority from this event.
+                    let mut s = snap();
+                    s.priority = raised;
                     d.ops.push((
                         incident.fingerprint.clone(),
                         Operation::Update {
-                            incident: snap(),
+                            incident: s,
                             kind: crate::ticket::UpdateKind::Escalation,
                             note: format!(
                                 "Priority raised to {raised}: the incident grew to {} hits, {}x the {} hits that opened this ticket.",
@@ -505,10 +510,12 @@ impl Lifecycle {
         }
         let due = now - rec.last_update_at >= self.cfg.update_interval.as_millis() as Millis;
         if due && incident.count > rec.last_update_count {
+            let mut s = snap();
+            s.priority = rec.priority;
             d.ops.push((
                 incident.fingerprint.clone(),
                 Operation::Update {
-                    incident: snap(),
+                    incident: s,
                     kind: crate::ticket::UpdateKind::Recurrence,
                     note: String::new(),
                 },
@@ -699,10 +706,30 @@ mod tests {
         assert_eq!(ops(&d), ["set-priority", "escalation-note"]);
         let rec = d.records[0].clone();
         assert_eq!(rec.priority, Priority::P2);
-        let Operation::Update { note, .. } = &d.ops[1].1 else {
+        let Operation::Update {
+            note,
+            incident: escalated,
+            ..
+        } = &d.ops[1].1
+        else {
             panic!()
         };
         assert!(note.contains("50 hits, 10x the 5 hits"), "{note}");
+        // The escalation event carries the raised priority (webhooks and PagerDuty learn it
+        // from there), and so do later updates.
+        assert_eq!(escalated.priority, Priority::P2);
+        let d = l.on_incident(
+            &incident("a", "x", 70, Priority::P3),
+            None,
+            Some(&rec),
+            None,
+            40 * MIN,
+        );
+        assert_eq!(ops(&d), ["update"]);
+        let Operation::Update { incident: snap, .. } = &d.ops[0].1 else {
+            panic!()
+        };
+        assert_eq!(snap.priority, Priority::P2);
         // The next factor (100x) is needed for the next step.
         let d = l.on_incident(
             &incident("a", "x", 60, Priority::P3),

@@ -85,8 +85,12 @@ pub struct TicketRef(pub String);
 pub enum TicketStatus {
     /// Being worked on (new, open, stalled...).
     Open,
-    /// Resolved, closed, rejected, deleted.
+    /// Resolved, closed, rejected, deleted: a recurrence within the reopen window reopens it.
     Closed,
+    /// Closed for good: the help desk does not reopen it (Zendesk `closed`, ServiceNow
+    /// `Closed`/`Canceled`, GLPI `Closed`, a deleted ticket). A recurrence opens a follow-up
+    /// ticket that references it, even within the reopen window.
+    Final,
 }
 
 /// An HTTP request as a value: built by adapters, printed by the dry run, checked by contract

@@ -294,9 +294,10 @@ impl Worker {
                 self.paced().await;
                 let status = self.adapter.status(&self.client, &t).await?;
                 let content = incident.content(rec.previous_ref.clone());
-                if status == TicketStatus::Closed {
-                    let recent = now_millis() - rec.last_update_at
-                        <= self.reopen_window.as_millis() as Millis;
+                if status != TicketStatus::Open {
+                    let recent = status == TicketStatus::Closed
+                        && now_millis() - rec.last_update_at
+                            <= self.reopen_window.as_millis() as Millis;
                     if recent {
                         self.paced().await;
                         self.adapter.reopen(&self.client, &t).await?;

@@ -477,7 +477,7 @@ impl Glpi {
         Ok(best.map(|id| TicketRef(id.to_string())))
     }
 
-    /// 1-4 open, 5 and 6 (or a ticket in the trash) closed.
+    /// 1-4 open, 5 (solved) closed, 6 (closed) or a ticket in the trash closed for good.
     pub fn parse_status(
         &self,
         status: u16,
@@ -491,9 +491,11 @@ impl Glpi {
             .ok_or_else(|| unexpected("no status", body))?;
         let deleted = v.get("is_deleted").and_then(id_of) == Some(1);
         match s {
-            _ if deleted => Ok(TicketStatus::Closed),
+            _ if deleted => Ok(TicketStatus::Final),
             1..=4 => Ok(TicketStatus::Open),
-            5 | 6 => Ok(TicketStatus::Closed),
+            5 => Ok(TicketStatus::Closed),
+            // GLPI reopens solved tickets, not closed ones: a follow-up ticket instead.
+            6 => Ok(TicketStatus::Final),
             other => Err(DeliveryError::Blocked {
                 message: format!("unknown ticket status {other}: only 1 to 6 are understood"),
             }),

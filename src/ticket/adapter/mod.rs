@@ -302,8 +302,10 @@ pub struct HelpdeskConfig {
     #[serde(default)]
     pub body_template: Option<Spanned<String>>,
     /// At most this many requests a second to this help desk (a burst of as many is allowed).
-    #[serde(default = "default_rps")]
-    pub requests_per_second: Spanned<u32>,
+    /// Default: 5, or 2 for PagerDuty (its Events API allows about 120 events a minute per
+    /// routing key).
+    #[serde(default)]
+    pub requests_per_second: Option<Spanned<u32>>,
     /// Each request (connect, send, whole answer) must finish within this (`"10s"`).
     #[serde(
         default = "default_timeout",
@@ -316,9 +318,6 @@ pub struct HelpdeskConfig {
     pub allow_http: bool,
 }
 
-fn default_rps() -> Spanned<u32> {
-    Spanned::new(0..0, 5)
-}
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
@@ -522,17 +521,27 @@ impl HelpdeskConfig {
             HelpdeskKind::Pagerduty => pagerduty::problems(self, &mut err),
         }
 
-        let rps = *self.requests_per_second.get_ref();
-        if rps == 0 || rps > 1000 {
-            err(
-                Some(self.requests_per_second.span()),
-                "`requests_per_second` must be 1 to 1000".into(),
-            );
+        if let Some(rps) = &self.requests_per_second {
+            if *rps.get_ref() == 0 || *rps.get_ref() > 1000 {
+                err(
+                    Some(rps.span()),
+                    "`requests_per_second` must be 1 to 1000".into(),
+                );
+            }
         }
         if self.timeout > Duration::from_secs(300) {
             err(None, "`timeout` must be at most 5m".into());
         }
         out
+    }
+
+    /// Requests a second: the configured value, else the kind's default.
+    pub fn requests_per_second(&self) -> u32 {
+        match &self.requests_per_second {
+            Some(r) => *r.get_ref(),
+            None if *self.kind.get_ref() == HelpdeskKind::Pagerduty => 2,
+            None => 5,
+        }
     }
 
     /// The kind-specific keys that are set, with the span of their value.
@@ -843,7 +852,7 @@ impl fmt::Debug for Common {
 
 impl Common {
     fn new(cfg: &HelpdeskConfig, secrets: Vec<Secret>) -> Common {
-        let rps = NonZeroU32::new(*cfg.requests_per_second.get_ref()).unwrap_or(NonZeroU32::MIN);
+        let rps = NonZeroU32::new(cfg.requests_per_second()).unwrap_or(NonZeroU32::MIN);
         Common {
             name: cfg.name.get_ref().clone(),
             timeout: cfg.timeout,
@@ -1989,7 +1998,7 @@ mod tests {
         assert_eq!(c.fingerprint_field(), "SentinelaFingerprint");
         assert_eq!(c.severity_field(), Some("Severity"));
         assert_eq!(c.rt_priorities(), [90, 70, 50, 30]);
-        assert_eq!(*c.requests_per_second.get_ref(), 5);
+        assert_eq!(c.requests_per_second(), 5);
         assert_eq!(c.timeout, Duration::from_secs(10));
         let c = &parse(&format!(
             "{RT}severity_field = \"\"\npriority_map = {{ P1 = 100 }}\ntimeout = \"3s\"\n"

@@ -439,7 +439,7 @@ impl Servicenow {
         Ok(best.map(|(_, id)| TicketRef(id.to_string())))
     }
 
-    /// Closed when not `active` or in state 6, 7 or 8.
+    /// Closed in state 6 (Resolved); closed for good when not `active` or in state 7 or 8.
     pub fn parse_status(
         &self,
         status: u16,
@@ -450,11 +450,18 @@ impl Servicenow {
         if field(&r, "active").is_none() {
             return Err(unexpected("no active flag", body));
         }
-        Ok(if is_closed(&r) {
-            TicketStatus::Closed
-        } else {
-            TicketStatus::Open
-        })
+        // Resolved incidents stay active and can be reopened; closed and canceled ones are
+        // final (business rules refuse to reopen them): a follow-up incident instead.
+        Ok(
+            if field(&r, "active") == Some("false") || matches!(field(&r, "state"), Some("7" | "8"))
+            {
+                TicketStatus::Final
+            } else if is_closed(&r) {
+                TicketStatus::Closed
+            } else {
+                TicketStatus::Open
+            },
+        )
     }
 
     /// A 2xx with a `result`; when the result shows a state (a reopen), it must be open.
