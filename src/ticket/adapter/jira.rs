@@ -599,22 +599,24 @@ impl Jira {
                 .iter()
                 .filter_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
                 .collect();
-            match reopen_transition(&v) {
-                Some(id) => {
-                    if let Ok(mut m) = self.reopen.lock() {
-                        if m.len() >= MAX_REMEMBERED {
-                            m.clear();
-                        }
-                        for n in names {
-                            m.insert(n, id.clone());
-                        }
-                    }
+            let found = reopen_transition(&v);
+            if let Ok(mut m) = self.reopen.lock() {
+                if m.len() >= MAX_REMEMBERED {
+                    m.clear();
                 }
-                None => tracing::warn!(
+                for n in &names {
+                    match &found {
+                        Some(id) => m.insert(n.clone(), id.clone()),
+                        None => m.remove(n), // a transition learned earlier is stale
+                    };
+                }
+            }
+            if found.is_none() {
+                tracing::warn!(
                     issue = %names.first().map_or("?", String::as_str),
                     "Jira offers no transition out of Done: the issue stays closed and only the \
                      comment is added"
-                ),
+                );
             }
         }
         Ok(state)
