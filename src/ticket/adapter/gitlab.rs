@@ -1,9 +1,12 @@
 //! GitLab issues (REST API v4, `/api/v4`), with a personal, project or group access token
 //! sent as `PRIVATE-TOKEN`.
 //!
-//! Checked against GitLab's API documentation (docs.gitlab.com: `api/issues.md`,
-//! `api/notes.md`, `api/projects.md`, `api/users.md`, `user/project/labels.md` on scoped labels,
-//! `security/rate_limits.md`). What GitLab does that shapes this adapter:
+//! Checked against GitLab's documentation: <https://docs.gitlab.com/api/issues/>,
+//! <https://docs.gitlab.com/api/notes/>, <https://docs.gitlab.com/api/projects/>,
+//! <https://docs.gitlab.com/api/users/>, scoped labels in
+//! <https://docs.gitlab.com/user/project/labels/>, roles in
+//! <https://docs.gitlab.com/user/permissions/> and
+//! <https://docs.gitlab.com/security/rate_limits/>. What GitLab does that shapes this adapter:
 //!
 //! - Tickets are issues of type `incident` (`issue_type`, configurable: `issue`, `incident`,
 //!   `task`) in one project, named by its numeric id or its path (`group/project`, sent
@@ -121,7 +124,11 @@ pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<us
             if f.get_ref().contains_key(*key) {
                 err(
                     Some(f.span()),
-                    format!("`create_fields` must not set `{key}`: sentinela sets it"),
+                    if *key == "issue_type" {
+                        format!("`create_fields` must not set `{key}`: use `issue_type`")
+                    } else {
+                        format!("`create_fields` must not set `{key}`: sentinela sets it")
+                    },
                 );
             }
         }

@@ -1,10 +1,13 @@
 //! Jira Cloud (REST API v3) and Jira Service Management, with HTTP basic authentication: the
 //! Atlassian account e-mail (`username`) and an API token.
 //!
-//! Checked against Atlassian's documentation (developer.atlassian.com: Jira Cloud platform
-//! REST API v3 groups Issues, Issue search, Issue comments, Issue priorities, Projects,
-//! Myself; Jira Service Management Cloud REST API groups Request, Servicedesk, Request type;
-//! "Rate limiting"; the Atlassian Document Format). What Jira does that shapes this adapter:
+//! Checked against Atlassian's documentation:
+//! <https://developer.atlassian.com/cloud/jira/platform/rest/v3/> (groups Issues, Issue
+//! search, Issue comments, Issue priorities, Projects, Myself),
+//! <https://developer.atlassian.com/cloud/jira/service-desk/rest/> (Request, Servicedesk,
+//! Request type), <https://developer.atlassian.com/cloud/jira/platform/rate-limiting/> and
+//! <https://developer.atlassian.com/cloud/jira/platform/apis/document/structure/> (ADF). What
+//! Jira does that shapes this adapter:
 //!
 //! - Tickets are issues of `project` (its key), of type `issue_type` (default `Task`),
 //!   created by `POST /rest/api/3/issue`. With `service_desk_id` and `request_type_id` they
@@ -175,7 +178,11 @@ pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<us
             if f.get_ref().contains_key(*key) {
                 err(
                     Some(f.span()),
-                    format!("`create_fields` must not set `{key}`: sentinela sets it"),
+                    if *key == "issuetype" {
+                        format!("`create_fields` must not set `{key}`: use `issue_type`")
+                    } else {
+                        format!("`create_fields` must not set `{key}`: sentinela sets it")
+                    },
                 );
             }
         }

@@ -1,8 +1,9 @@
 //! Redmine issues (REST API, JSON), with an API key sent as `X-Redmine-API-Key`.
 //!
-//! Checked against Redmine's REST API pages (redmine.org wiki: `Rest_api`, `Rest_Issues`,
-//! `Rest_Projects`, `Rest_Users`, `Rest_Enumerations`, `Rest_IssueStatuses`). What Redmine does
-//! that shapes this adapter:
+//! Checked against Redmine's REST API pages:
+//! <https://www.redmine.org/projects/redmine/wiki/Rest_api> and its `Rest_Issues`,
+//! `Rest_Projects`, `Rest_Users`, `Rest_Enumerations` and `Rest_IssueStatuses` pages. What
+//! Redmine does that shapes this adapter:
 //!
 //! - The REST web service is off by default (Administration > Settings > API); the API key
 //!   is on the user's "My account" page. Tickets are issues of one project (`project`: its
@@ -139,7 +140,11 @@ pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<us
             if f.get_ref().contains_key(*key) {
                 err(
                     Some(f.span()),
-                    format!("`create_fields` must not set `{key}`: sentinela sets it"),
+                    if *key == "tracker_id" {
+                        format!("`create_fields` must not set `{key}`: use `issue_type`")
+                    } else {
+                        format!("`create_fields` must not set `{key}`: sentinela sets it")
+                    },
                 );
             }
         }
@@ -927,6 +932,10 @@ mod tests {
             (
                 "project = \"s\"\ncreate_fields = { subject = \"x\" }\n",
                 "7:17: helpdesk \"rm\": `create_fields` must not set `subject`",
+            ),
+            (
+                "project = \"s\"\ncreate_fields = { tracker_id = 1 }\n",
+                "7:17: helpdesk \"rm\": `create_fields` must not set `tracker_id`: use `issue_type`",
             ),
             (
                 "project = \"s\"\ncreate_fields = { custom_fields = [{ id = 2 }] }\n",
