@@ -611,6 +611,7 @@ impl Api for Gitlab {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 

@@ -1006,6 +1006,7 @@ impl Api for Jira {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 

@@ -769,6 +769,7 @@ impl Api for Redmine {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 
