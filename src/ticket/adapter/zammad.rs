@@ -12,14 +12,14 @@
 //!
 //! - Zammad has no field for an external key: the dedup key is the tag
 //!   `sentinela-<fingerprint>` (next to a plain `sentinela` tag for views and triggers).
-//!   `POST /api/v1/tickets` takes `tags` as a comma-separated string and adds them in the same
-//!   transaction as the ticket, so the key does not depend on a second request (a failed
+//!   `POST /api/v1/tickets` takes `tags` as a comma-separated string and adds them while
+//!   handling the create, so the key does not depend on a second request of ours (a failed
 //!   `/api/v1/tags/add` after a successful create would leave a ticket the retry cannot find,
 //!   and a duplicate).
 //! - Ticket answers never carry tags (by design: zammad/zammad#679). Each create is therefore
 //!   read back with `GET /api/v1/tags?object=Ticket&o_id=ID`, and a ticket without the key (a
-//!   Zammad that ignored `tags`, a user who may not create tags) is `Blocked` at once rather
-//!   than discovered later as duplicates.
+//!   Zammad that ignored `tags`, a tag that failed after the ticket was saved, a user who may
+//!   not create tags) is `Blocked` at once rather than discovered later as duplicates.
 //! - The search (`GET /api/v1/tickets/search`) is Elasticsearch's query string. Without
 //!   Elasticsearch, Zammad only matches the words of titles and articles: the key is never
 //!   found and a create whose answer was lost becomes a duplicate. With it, a new ticket is
