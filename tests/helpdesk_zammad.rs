@@ -466,3 +466,16 @@ async fn round_trip_through_the_adapter() {
         Err(DeliveryError::Retry { .. })
     ));
 }
+
+#[tokio::test]
+async fn an_echoed_token_is_not_shown() {
+    let s = Secrets::new();
+    let fake = Fake::start(vec![reply(
+        401,
+        json!({"error": format!("bad header Authorization: Token token={TOKEN}")}),
+    )])
+    .await;
+    let a = zammad(&s, &fake.base, "");
+    let m = blocked_message(a.check(&http_client().unwrap()).await);
+    assert!(!m.contains(TOKEN) && m.contains("token=<redacted>"), "{m}");
+}

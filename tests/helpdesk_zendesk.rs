@@ -512,3 +512,21 @@ async fn round_trip_through_the_adapter() {
     assert_eq!(seen, want);
     assert_eq!(a.body_format(), sentinela::ticket::render::BodyFormat::Html);
 }
+
+#[tokio::test]
+async fn echoed_credentials_are_not_shown() {
+    let s = Secrets::new();
+    let encoded = b64(format!("{AGENT}/token:{TOKEN}").as_bytes());
+    let fake = Fake::start(vec![reply(
+        400,
+        json!({"error": "BadRequest",
+               "description": format!("bad header Authorization: Basic {encoded}")}),
+    )])
+    .await;
+    let a = zendesk(&s, &fake.base, "");
+    let m = blocked_message(a.create(&http_client().unwrap(), &content(), "b").await);
+    assert!(
+        !m.contains(&encoded) && !m.contains(TOKEN) && m.contains("Basic <redacted>"),
+        "{m}"
+    );
+}

@@ -42,7 +42,7 @@ use serde_json::{json, Map, Value};
 use super::zammad::{
     api_base, looks_like_email, merge_fields, numeric_id, reserved_create_fields, title_line,
 };
-use super::zendesk::base64;
+use super::zendesk::{base64, scrub};
 use super::{
     base_headers, classify, clean_text, header, percent_encode, prio_index, unexpected, Api,
     Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets,
@@ -554,6 +554,7 @@ impl Api for Freshdesk {
         body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
         Freshdesk::parse_create(self, c, status, headers, body)
+            .map_err(|e| scrub(e, &self.credentials))
     }
 
     fn comment_request(
@@ -579,6 +580,7 @@ impl Api for Freshdesk {
         body: &[u8],
     ) -> Result<Option<TicketRef>, DeliveryError> {
         Freshdesk::parse_find_open(self, fingerprint, status, headers, body)
+            .map_err(|e| scrub(e, &self.credentials))
     }
 
     fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
@@ -592,6 +594,7 @@ impl Api for Freshdesk {
         body: &[u8],
     ) -> Result<TicketStatus, DeliveryError> {
         Freshdesk::parse_status(self, status, headers, body)
+            .map_err(|e| scrub(e, &self.credentials))
     }
 
     fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
@@ -608,7 +611,7 @@ impl Api for Freshdesk {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        Freshdesk::parse_ok(self, status, headers, body)
+        Freshdesk::parse_ok(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
     }
 
     fn check_request(&self) -> Option<HttpRequest> {
@@ -621,7 +624,7 @@ impl Api for Freshdesk {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Freshdesk::parse_check(self, status, headers, body)
+        Freshdesk::parse_check(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
     }
 
     fn parse_check_field(
@@ -631,6 +634,7 @@ impl Api for Freshdesk {
         body: &[u8],
     ) -> Result<(), DeliveryError> {
         Freshdesk::parse_check_field(self, status, headers, body)
+            .map_err(|e| scrub(e, &self.credentials))
     }
 }
 

@@ -624,6 +624,31 @@ fn reset_after(headers: &[(String, String)]) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
+/// Removes the encoded basic credentials from a message. The shared error path scrubs the
+/// token itself, but a server or proxy that echoes the `Authorization` header would show its
+/// base64 form, which decodes to the token.
+pub(crate) fn scrub(e: DeliveryError, credentials: &Secret) -> DeliveryError {
+    let clean = |m: String| {
+        if credentials.0.len() >= 4 && m.contains(&credentials.0) {
+            m.replace(&credentials.0, "<redacted>")
+        } else {
+            m
+        }
+    };
+    match e {
+        DeliveryError::Retry {
+            message,
+            retry_after,
+        } => DeliveryError::Retry {
+            message: clean(message),
+            retry_after,
+        },
+        DeliveryError::Blocked { message } => DeliveryError::Blocked {
+            message: clean(message),
+        },
+    }
+}
+
 /// Standard base64 with padding (RFC 4648), for basic authentication.
 pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -670,6 +695,7 @@ impl Api for Zendesk {
         body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
         Zendesk::parse_create(self, c, status, headers, body)
+            .map_err(|e| scrub(e, &self.credentials))
     }
 
     fn comment_request(
@@ -695,6 +721,7 @@ impl Api for Zendesk {
         body: &[u8],
     ) -> Result<Option<TicketRef>, DeliveryError> {
         Zendesk::parse_find_open(self, fingerprint, status, headers, body)
+            .map_err(|e| scrub(e, &self.credentials))
     }
 
     fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
@@ -707,7 +734,7 @@ impl Api for Zendesk {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<TicketStatus, DeliveryError> {
-        Zendesk::parse_status(self, status, headers, body)
+        Zendesk::parse_status(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
     }
 
     fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
@@ -724,7 +751,7 @@ impl Api for Zendesk {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        Zendesk::parse_ok(self, status, headers, body)
+        Zendesk::parse_ok(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
     }
 
     fn check_request(&self) -> Option<HttpRequest> {
@@ -737,7 +764,7 @@ impl Api for Zendesk {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Zendesk::parse_check(self, status, headers, body)
+        Zendesk::parse_check(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
     }
 
     fn parse_check_field(
@@ -747,6 +774,7 @@ impl Api for Zendesk {
         body: &[u8],
     ) -> Result<(), DeliveryError> {
         Zendesk::parse_check_field(self, status, headers, body)
+            .map_err(|e| scrub(e, &self.credentials))
     }
 }
 
