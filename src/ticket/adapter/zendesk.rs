@@ -20,8 +20,8 @@
 //!   `external_id` equal to the fingerprint (exactly) and an open status; the oldest wins.
 //! - Creates carry an `Idempotency-Key`, derived from the fingerprint and the request body: a
 //!   create retried after a lost answer gets the first ticket back (`x-idempotency-lookup:
-//!   hit`), while a later ticket for the same incident (after the first was closed) has another
-//!   body (it names the previous ticket), hence another key. Zendesk keeps keys for a limited
+//!   hit`), while a later ticket for the same incident (after the first was closed) follows
+//!   another ticket, hence has another key. Zendesk keeps keys for a limited
 //!   time; the search by `external_id` before every create covers the rest.
 //! - The create answer echoes the ticket: an `external_id` other than the fingerprint is
 //!   `Blocked` (the key would not find it again).
@@ -241,7 +241,11 @@ impl Zendesk {
         merge_fields(&mut t, &self.create_fields);
         let doc = json!({ "ticket": t });
         let mut req = self.request("POST", format!("{}/tickets.json", self.api), Some(doc));
-        let key = idempotency_key(&c.fingerprint, req.body.as_deref().unwrap_or(""));
+        let key = idempotency_key(
+            &c.fingerprint,
+            c.previous_ticket.as_deref(),
+            req.body.as_deref().unwrap_or(""),
+        );
         req.headers.push(header("Idempotency-Key", &key, false));
         req
     }
@@ -497,13 +501,15 @@ impl Zendesk {
     }
 }
 
-/// `sentinela-` and 32 hex digits of SHA-256 over the fingerprint and the request body: the
-/// same operation retried has the same key, another ticket for the incident another one.
-fn idempotency_key(fingerprint: &str, body: &str) -> String {
+/// `sentinela-` and 32 hex digits of SHA-256 over the fingerprint, the ticket it follows and
+/// the request body: the same operation retried has the same key, another ticket for the
+/// incident (which follows a closed one) another key.
+fn idempotency_key(fingerprint: &str, previous: Option<&str>, body: &str) -> String {
     let mut h = Sha256::new();
-    h.update(fingerprint.as_bytes());
-    h.update([0]);
-    h.update(body.as_bytes());
+    for part in [fingerprint, previous.unwrap_or(""), body] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
     let hex: String = h.finalize()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -881,10 +887,11 @@ mod tests {
 
     #[test]
     fn idempotency_keys_follow_the_request() {
-        let a = idempotency_key("fp", "{\"a\":1}");
-        assert_eq!(a, idempotency_key("fp", "{\"a\":1}"));
-        assert_ne!(a, idempotency_key("fp", "{\"a\":2}"));
-        assert_ne!(a, idempotency_key("fq", "{\"a\":1}"));
+        let a = idempotency_key("fp", None, "{\"a\":1}");
+        assert_eq!(a, idempotency_key("fp", None, "{\"a\":1}"));
+        assert_ne!(a, idempotency_key("fp", None, "{\"a\":2}"));
+        assert_ne!(a, idempotency_key("fq", None, "{\"a\":1}"));
+        assert_ne!(a, idempotency_key("fp", Some("41"), "{\"a\":1}"));
         assert!(a.starts_with("sentinela-") && a.len() == 42, "{a}");
     }
 
