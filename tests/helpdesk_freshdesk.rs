@@ -484,3 +484,17 @@ async fn echoed_credentials_are_not_shown() {
         "{m}"
     );
 }
+
+#[test]
+fn the_dry_run_needs_no_secret() {
+    let text = "[[helpdesk]]\nname = \"fd\"\nkind = \"freshdesk\"\n\
+                url = \"https://acme.freshdesk.com\"\ntoken_env = \"SENTINELA_TEST_UNSET_FD\"\n\
+                requester = \"secops@example.com\"\n";
+    let a = Adapter::for_dry_run(&config(text)).unwrap();
+    let shown = a.create_request(&content(), "<p>b</p>").display_redacted();
+    assert!(
+        shown.starts_with("POST https://acme.freshdesk.com/api/v2/tickets\n")
+            && shown.contains("Authorization: <redacted>"),
+        "{shown}"
+    );
+}

@@ -479,3 +479,17 @@ async fn an_echoed_token_is_not_shown() {
     let m = blocked_message(a.check(&http_client().unwrap()).await);
     assert!(!m.contains(TOKEN) && m.contains("token=<redacted>"), "{m}");
 }
+
+#[test]
+fn the_dry_run_needs_no_secret() {
+    let text = "[[helpdesk]]\nname = \"zammad\"\nkind = \"zammad\"\n\
+                url = \"https://zammad.example.com/\"\ntoken_env = \"SENTINELA_TEST_UNSET_ZAMMAD\"\n\
+                group = \"Security\"\nrequester = \"secops@example.com\"\n";
+    let a = Adapter::for_dry_run(&config(text)).unwrap();
+    let shown = a.create_request(&content(), "<p>b</p>").display_redacted();
+    assert!(
+        shown.starts_with("POST https://zammad.example.com/api/v1/tickets\n")
+            && shown.contains("Authorization: <redacted>"),
+        "{shown}"
+    );
+}

@@ -530,3 +530,18 @@ async fn echoed_credentials_are_not_shown() {
         "{m}"
     );
 }
+
+#[test]
+fn the_dry_run_needs_no_secret() {
+    let text = "[[helpdesk]]\nname = \"zd\"\nkind = \"zendesk\"\n\
+                url = \"https://acme.zendesk.com/api/v2\"\ntoken_env = \"SENTINELA_TEST_UNSET_ZD\"\n\
+                username = \"bot@example.com\"\n";
+    let a = Adapter::for_dry_run(&config(text)).unwrap();
+    let shown = a.create_request(&content(), "<p>b</p>").display_redacted();
+    assert!(
+        shown.starts_with("POST https://acme.zendesk.com/api/v2/tickets.json\n")
+            && shown.contains("Authorization: <redacted>")
+            && shown.contains("Idempotency-Key: sentinela-"),
+        "{shown}"
+    );
+}
