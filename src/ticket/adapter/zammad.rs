@@ -1,70 +1,947 @@
-//! Zammad: not supported yet. This placeholder keeps the kind registered while its adapter is
-//! written; a config that uses it is refused with a clear message.
+//! Zammad (REST API v1), with an access token (`Authorization: Token token=...`).
+//!
+//! Documentation followed: the API introduction (authentication, `expand`, sorting)
+//! <https://docs.zammad.org/en/latest/api/intro.html>, tickets
+//! <https://docs.zammad.org/en/latest/api/ticket/index.html>, articles
+//! <https://docs.zammad.org/en/latest/api/ticket/articles.html>, tags
+//! <https://docs.zammad.org/en/latest/api/ticket/tags.html>, users (`/users/me`)
+//! <https://docs.zammad.org/en/latest/api/user.html> and the search syntax
+//! <https://user-docs.zammad.org/en/latest/advanced/search.html>.
+//!
+//! What Zammad does that shapes this adapter:
+//!
+//! - Zammad has no field for an external key: the dedup key is the tag
+//!   `sentinela-<fingerprint>` (next to a plain `sentinela` tag for views and triggers).
+//!   `POST /api/v1/tickets` takes `tags` as a comma-separated string and adds them while
+//!   handling the create, so the key does not depend on a second request of ours (a failed
+//!   `/api/v1/tags/add` after a successful create would leave a ticket the retry cannot find,
+//!   and a duplicate).
+//! - Ticket answers never carry tags (by design: zammad/zammad#679). Each create is therefore
+//!   read back with `GET /api/v1/tags?object=Ticket&o_id=ID`, and a ticket without the key (a
+//!   Zammad that ignored `tags`, a tag that failed after the ticket was saved, a user who may
+//!   not create tags) is `Blocked` at once rather than discovered later as duplicates.
+//! - The search (`GET /api/v1/tickets/search`) is Elasticsearch's query string. Without
+//!   Elasticsearch, Zammad only matches the words of titles and articles: the key is never
+//!   found and a create whose answer was lost becomes a duplicate. With it, a new ticket is
+//!   searchable within seconds (the same race, much narrower). The answer (`expand=true`)
+//!   names each ticket's state but carries no tags: the state is compared exactly (the query
+//!   matches words, so `state.name:open` also matches a custom `reopened` state... or a
+//!   ticket closed since it was indexed), the tag cannot be. The query quotes the tag and
+//!   fingerprints are lowercase hex, so only a tag an agent typed with the same words (in
+//!   another case) could match.
+//! - The first article is an internal note (`type: note`, `internal: true`): nothing is mailed
+//!   to the customer. Comments are internal notes too (`POST /api/v1/ticket_articles`). Zammad
+//!   makes the articles of a customer's token public without saying so: an article answer with
+//!   `internal: false` is `Blocked`.
+//! - The customer (`requester`) is an existing user's login or e-mail (`customer`; an unknown
+//!   one is a 422), or `guess:EMAIL` (`customer_id`), with which Zammad creates the customer
+//!   when it does not exist.
+//! - States of a default Zammad: `new`, `open`, `pending reminder` and `pending close` are
+//!   open; `closed`, `merged` and `removed` are closed; any other (a custom state) is `Blocked`
+//!   rather than guessed. Priorities are ids: 1 low, 2 normal, 3 high (P1 and P2 are 3, P3 is
+//!   2, P4 is 1 by default).
+//! - Errors are `{"error": "...", "error_human": "..."}`: 401 (bad token, token access
+//!   disabled), 403, 404, 422 (`No lookup value found for 'group': "x"`). Some validation
+//!   errors of older versions are a 500, and are retried like any server error.
 
 use std::ops::Range;
 
-use super::{Api, Capabilities, HelpdeskConfig, Secrets};
+use serde_json::{json, Map, Value};
+
+use super::{
+    base_headers, classify, header, percent_encode, prio_index, unexpected, Api, Capabilities,
+    HelpdeskConfig, PriorityValue, Secret, Secrets,
+};
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
-use crate::ticket::{DeliveryError, HttpRequest, TicketContent, TicketRef, UpdateKind};
+use crate::ticket::{
+    DeliveryError, HttpRequest, TicketContent, TicketRef, TicketStatus, UpdateKind,
+};
+
+/// Zammad's `tickets.title` column holds 250 characters.
+const MAX_TITLE_CHARS: usize = 250;
+
+/// States of a default Zammad.
+const OPEN_STATES: &[&str] = &["new", "open", "pending reminder", "pending close"];
+const CLOSED_STATES: &[&str] = &["closed", "merged", "removed"];
+
+/// Default priority ids for P1..P4 (Zammad ships 1 low, 2 normal, 3 high).
+pub const DEFAULT_PRIORITIES: [i64; 4] = [3, 3, 2, 1];
+
+/// Results of one search: a key has one open ticket, a few more after races.
+const SEARCH_LIMIT: u32 = 50;
+
+/// The tag every ticket of sentinela carries, for views and triggers.
+pub const TAG: &str = "sentinela";
+
+/// Fields of the create that `create_fields` may not set.
+const RESERVED: &[&str] = &[
+    "title",
+    "group",
+    "group_id",
+    "customer",
+    "customer_id",
+    "priority",
+    "priority_id",
+    "article",
+];
 
 /// The keys only Zammad uses.
-pub(crate) const KEYS: &[&str] = &[];
+pub(crate) const KEYS: &[&str] = &["group", "requester", "create_fields"];
 
 /// Zammad-specific problems of a `[[helpdesk]]` entry.
 pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<usize>>, String)) {
-    err(
-        Some(cfg.kind.span()),
-        "kind = \"zammad\" is not supported yet".into(),
+    cfg.require_token(
+        "an access token (Profile > Token Access, permission ticket.agent)",
+        err,
     );
+    cfg.required("group", &cfg.group, "the group tickets are created in", err);
+    if let Some(r) = cfg.required(
+        "requester",
+        &cfg.requester,
+        "the customer of the tickets: a user's login or e-mail, or guess:EMAIL",
+        err,
+    ) {
+        let span = cfg.requester.as_ref().map(|s| s.span());
+        match r.strip_prefix("guess:") {
+            Some(email) if !looks_like_email(email) => err(
+                span,
+                format!("`requester`: {email:?} after guess: is not an e-mail address"),
+            ),
+            _ if r.chars().any(|c| c.is_whitespace() || c.is_control()) => err(
+                span,
+                "`requester` must be a login or an e-mail address, without spaces".into(),
+            ),
+            _ => {}
+        }
+    }
+    cfg.check_int_priorities(
+        1,
+        i64::MAX,
+        "Zammad priorities are priority ids (1 low, 2 normal, 3 high)",
+        err,
+    );
+    reserved_create_fields(cfg, RESERVED, err);
 }
 
-/// A Zammad help desk (placeholder: never built).
-#[derive(Debug)]
-pub struct Zammad;
+/// A Zammad help desk.
+#[derive(Debug, Clone)]
+pub struct Zammad {
+    /// `https://zammad.example.com/api/v1`
+    api: String,
+    token: Secret,
+    group: String,
+    requester: String,
+    priorities: [i64; 4],
+    create_fields: Map<String, Value>,
+}
 
 impl Zammad {
-    pub(crate) fn new(cfg: &HelpdeskConfig, _secrets: Secrets) -> Result<Zammad, String> {
-        Err(format!(
-            "helpdesk {:?}: kind = \"zammad\" is not supported yet",
-            cfg.name.get_ref()
-        ))
+    pub(crate) fn new(cfg: &HelpdeskConfig, secrets: Secrets) -> Result<Zammad, String> {
+        let token = secrets.token.ok_or_else(|| {
+            format!(
+                "helpdesk {:?}: Zammad needs an access token: set `token_env` or `token_file`",
+                cfg.name.get_ref()
+            )
+        })?;
+        let trimmed = |v: &Option<toml::Spanned<String>>| {
+            v.as_ref()
+                .map(|s| s.get_ref().trim().to_string())
+                .unwrap_or_default()
+        };
+        let defaults = DEFAULT_PRIORITIES.map(PriorityValue::Int);
+        let mut priorities = DEFAULT_PRIORITIES;
+        for (i, v) in cfg.priorities(defaults).iter().enumerate() {
+            if let PriorityValue::Int(n) = v {
+                priorities[i] = *n;
+            }
+        }
+        Ok(Zammad {
+            api: api_base(cfg.url.get_ref(), "/api/v1"),
+            token,
+            group: trimmed(&cfg.group),
+            requester: trimmed(&cfg.requester),
+            priorities,
+            create_fields: cfg.create_fields_json(),
+        })
+    }
+
+    /// The API base (`https://zammad.example.com/api/v1`).
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// The priority id of `p`.
+    pub fn priority(&self, p: Priority) -> i64 {
+        self.priorities[prio_index(p)]
+    }
+
+    /// The tag carrying the dedup key of `fingerprint`.
+    pub fn key_tag(fingerprint: &str) -> String {
+        format!("{TAG}-{fingerprint}")
+    }
+
+    fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
+        let mut headers = base_headers(body.is_some());
+        headers.push(header(
+            "Authorization",
+            &format!("Token token={}", self.token.0),
+            true,
+        ));
+        HttpRequest {
+            method: method.to_string(),
+            url,
+            headers,
+            body: body.map(|b| b.to_string()),
+        }
+    }
+
+    fn ticket_url(&self, t: &TicketRef) -> String {
+        format!("{}/tickets/{}", self.api, percent_encode(&t.0))
+    }
+
+    /// `POST /tickets`: title, group, customer, priority, the tags (dedup key included) and
+    /// the body as the first article, an internal HTML note; `create_fields` fill in the rest.
+    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
+        let title = title_line(&c.title, MAX_TITLE_CHARS);
+        let mut doc = Map::new();
+        doc.insert("title".into(), json!(title));
+        doc.insert("group".into(), json!(self.group));
+        match self.requester.strip_prefix("guess:") {
+            Some(_) => doc.insert("customer_id".into(), json!(self.requester)),
+            None => doc.insert("customer".into(), json!(self.requester)),
+        };
+        doc.insert("priority_id".into(), json!(self.priority(c.priority)));
+        doc.insert(
+            "tags".into(),
+            json!(format!("{TAG},{}", Zammad::key_tag(&c.fingerprint))),
+        );
+        doc.insert(
+            "article".into(),
+            json!({
+                "subject": title,
+                "body": body,
+                "content_type": "text/html",
+                "type": "note",
+                "internal": true,
+            }),
+        );
+        merge_fields(&mut doc, &self.create_fields);
+        self.request(
+            "POST",
+            format!("{}/tickets", self.api),
+            Some(Value::Object(doc)),
+        )
+    }
+
+    /// `GET /tags?object=Ticket&o_id=ID`: the tags a created ticket really has.
+    pub fn read_back_request(&self, t: &TicketRef) -> HttpRequest {
+        let url = format!(
+            "{}/tags?object=Ticket&o_id={}",
+            self.api,
+            percent_encode(&t.0)
+        );
+        self.request("GET", url, None)
+    }
+
+    /// `POST /ticket_articles`: an internal HTML note.
+    pub fn comment_request(&self, t: &TicketRef, kind: UpdateKind, text: &str) -> HttpRequest {
+        let subject = match kind {
+            UpdateKind::Recurrence => "The incident recurred",
+            UpdateKind::Escalation => "Priority raised",
+            UpdateKind::Reopen => "The incident recurred after the ticket was closed",
+            UpdateKind::Digest => "Storm digest",
+        };
+        let doc = json!({
+            "ticket_id": json_id(&t.0),
+            "subject": subject,
+            "body": text,
+            "content_type": "text/html",
+            "type": "note",
+            "internal": true,
+        });
+        self.request("POST", format!("{}/ticket_articles", self.api), Some(doc))
+    }
+
+    /// `GET /tickets/search?query=tags:"KEY" AND state.name:(open states)&expand=true`,
+    /// oldest first.
+    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
+        let states: Vec<String> = OPEN_STATES
+            .iter()
+            .map(|s| {
+                if s.contains(' ') {
+                    format!("\"{s}\"")
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        let query = format!(
+            "tags:\"{}\" AND state.name:({})",
+            quote_escape(&Zammad::key_tag(fingerprint)),
+            states.join(" OR ")
+        );
+        let url = format!(
+            "{}/tickets/search?query={}&expand=true&sort_by=created_at&order_by=asc&limit={SEARCH_LIMIT}",
+            self.api,
+            percent_encode(&query),
+        );
+        self.request("GET", url, None)
+    }
+
+    /// `GET /tickets/ID?expand=true`, for the state's name.
+    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
+        self.request("GET", format!("{}?expand=true", self.ticket_url(t)), None)
+    }
+
+    /// `PUT /tickets/ID {"state": "open"}`.
+    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
+        self.request("PUT", self.ticket_url(t), Some(json!({ "state": "open" })))
+    }
+
+    /// `PUT /tickets/ID {"priority_id": N}`.
+    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
+        let doc = json!({ "priority_id": self.priority(p) });
+        self.request("PUT", self.ticket_url(t), Some(doc))
+    }
+
+    /// `GET /users/me?expand=true`: proves the URL and the token, and shows the user's roles
+    /// and groups.
+    pub fn check_request(&self) -> HttpRequest {
+        self.request("GET", format!("{}/users/me?expand=true", self.api), None)
+    }
+
+    /// A successful answer's JSON body (error statuses classified, with hints).
+    fn json_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Value, DeliveryError> {
+        classify(status, headers, body).map_err(|e| hint(status, e))?;
+        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+    }
+
+    /// The ticket id from `201 {"id": 19, ...}`.
+    pub fn parse_create(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        v.get("id")
+            .and_then(numeric_id)
+            .map(|id| TicketRef(id.to_string()))
+            .ok_or_else(|| unexpected("no ticket id", body))
+    }
+
+    /// The created ticket must carry the key tag, exactly.
+    pub fn parse_read_back(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let tags = v
+            .get("tags")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("no tags", body))?;
+        let want = Zammad::key_tag(&c.fingerprint);
+        if tags.iter().any(|x| x.as_str() == Some(want.as_str())) {
+            return Ok(());
+        }
+        let have: Vec<&str> = tags.iter().filter_map(Value::as_str).collect();
+        Err(DeliveryError::Blocked {
+            message: format!(
+                "ticket {} was created but does not carry the tag {want:?} (it has {have:?}): \
+                 without it the ticket cannot be found again and incidents would be \
+                 duplicated. Check that this Zammad accepts `tags` in a ticket create and that \
+                 the token's user may create tags (Settings > Ticket > Tags: new tags), then \
+                 add the tag to ticket {} or close it",
+                t.0, t.0
+            ),
+        })
+    }
+
+    /// The oldest ticket of the answer in an open state (the search matches states by words).
+    pub fn parse_find_open(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| unexpected("not a list of tickets", body))?;
+        let mut best: Option<u64> = None;
+        for item in items {
+            let id = item
+                .get("id")
+                .and_then(numeric_id)
+                .ok_or_else(|| unexpected("a search result without an id", body))?;
+            let state = item
+                .get("state")
+                .and_then(Value::as_str)
+                .ok_or_else(|| unexpected("a search result without a state name", body))?;
+            if OPEN_STATES.contains(&state) && best.is_none_or(|b| id < b) {
+                best = Some(id);
+            }
+        }
+        Ok(best.map(|id| TicketRef(id.to_string())))
+    }
+
+    /// Open and closed states of a default Zammad; any other is `Blocked`.
+    pub fn parse_status(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let s = v
+            .get("state")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unexpected("no state name", body))?;
+        if OPEN_STATES.contains(&s) {
+            Ok(TicketStatus::Open)
+        } else if CLOSED_STATES.contains(&s) {
+            Ok(TicketStatus::Closed)
+        } else {
+            Err(DeliveryError::Blocked {
+                message: format!(
+                    "unknown ticket state {:?} (a custom state?): only {} (open) and {} \
+                     (closed) are understood",
+                    super::clean_text(s),
+                    OPEN_STATES.join(", "),
+                    CLOSED_STATES.join(", ")
+                ),
+            })
+        }
+    }
+
+    /// A 2xx with a JSON body; an article Zammad made public is `Blocked`.
+    pub fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        if v.get("internal") == Some(&Value::Bool(false)) {
+            return Err(DeliveryError::Blocked {
+                message: format!(
+                    "Zammad stored the note of ticket {} as public (visible to the customer): \
+                     the token must belong to an agent of the group",
+                    v.get("ticket_id").map_or("?".into(), Value::to_string)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The token's user must be an active agent; a group it does not list is only a warning
+    /// (roles can grant groups too).
+    pub fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        if v.get("id").and_then(numeric_id).is_none() {
+            return Err(unexpected("no user id", body));
+        }
+        let login = v.get("login").and_then(Value::as_str).unwrap_or("?");
+        if v.get("active") == Some(&Value::Bool(false)) {
+            return Err(DeliveryError::Blocked {
+                message: format!("the token's user {login:?} is inactive"),
+            });
+        }
+        let roles: Vec<&str> = v
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !roles.is_empty() && roles.iter().all(|r| *r == "Customer") {
+            return Err(DeliveryError::Blocked {
+                message: format!(
+                    "the token's user {login:?} is only a Customer: tickets would be its own \
+                     and notes public; use the token of an agent of group {:?}",
+                    self.group
+                ),
+            });
+        }
+        if let Some(groups) = v.get("groups").and_then(Value::as_object) {
+            let access: Vec<&str> = groups
+                .get(&self.group)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !access.iter().any(|a| matches!(*a, "full" | "create")) {
+                tracing::warn!(
+                    group = %self.group,
+                    user = %login,
+                    "the token's user has no create access to the group of its own (a role may grant it)"
+                );
+            }
+        }
+        Ok(Vec::new())
     }
 }
 
+/// Adds what the operator should check to Zammad's terse 401.
+fn hint(status: u16, e: DeliveryError) -> DeliveryError {
+    match (status, e) {
+        (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
+            message: format!(
+                "{message} (the access token was refused: check token_env/token_file, the \
+                 token's expiry and that token access is enabled in Zammad)"
+            ),
+        },
+        (_, e) => e,
+    }
+}
+
+/// A ticket id as Zammad sends it in JSON: a number when it is one.
+fn json_id(id: &str) -> Value {
+    id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n))
+}
+
+/// Escapes `"` and `\` inside a quoted query-string value.
+fn quote_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The [`Api`] of Zammad: the inherent methods above, which the contract tests also call.
 impl Api for Zammad {
     fn capabilities(&self) -> Capabilities {
-        unreachable!("never built")
+        Capabilities {
+            find_open: true,
+            read_status: true,
+            separate_state_changes: true,
+        }
     }
+
     fn body_format(&self) -> BodyFormat {
-        unreachable!("never built")
+        BodyFormat::Html
     }
-    fn create_request(&self, _c: &TicketContent, _body: &str, _now: u64) -> HttpRequest {
-        unreachable!("never built")
+
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        Zammad::create_request(self, c, body)
     }
+
     fn parse_create(
         &self,
         _c: &TicketContent,
-        _status: u16,
-        _headers: &[(String, String)],
-        _body: &[u8],
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
-        unreachable!("never built")
+        Zammad::parse_create(self, status, headers, body)
     }
+
+    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(Zammad::read_back_request(self, t))
+    }
+
+    fn parse_read_back(
+        &self,
+        t: &TicketRef,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        Zammad::parse_read_back(self, t, c, status, headers, body)
+    }
+
     fn comment_request(
         &self,
-        _t: &TicketRef,
+        t: &TicketRef,
         _c: &TicketContent,
-        _kind: UpdateKind,
-        _text: &str,
+        kind: UpdateKind,
+        text: &str,
         _now: u64,
     ) -> HttpRequest {
-        unreachable!("never built")
+        Zammad::comment_request(self, t, kind, text)
     }
-    fn reopen_request(&self, _t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        unreachable!("never built")
+
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        Some(Zammad::find_open_request(self, fingerprint))
     }
-    fn set_priority_request(&self, _t: &TicketRef, _p: Priority, _now: u64) -> Option<HttpRequest> {
-        unreachable!("never built")
+
+    fn parse_find_open(
+        &self,
+        _fingerprint: &str,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        Zammad::parse_find_open(self, status, headers, body)
+    }
+
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(Zammad::status_request(self, t))
+    }
+
+    fn parse_status(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        Zammad::parse_status(self, status, headers, body)
+    }
+
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        Some(Zammad::reopen_request(self, t))
+    }
+
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        Some(Zammad::set_priority_request(self, t, p))
+    }
+
+    fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        Zammad::parse_ok(self, status, headers, body)
+    }
+
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(Zammad::check_request(self))
+    }
+
+    fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        Zammad::parse_check(self, status, headers, body)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared with the Zendesk and Freshdesk adapters
+// ---------------------------------------------------------------------------------------------
+
+/// `url` without a trailing `/` or `suffix` (an operator may paste the API address), then
+/// `suffix`: `https://x.example.com/` and `https://x.example.com/api/v1` both give
+/// `https://x.example.com/api/v1`.
+pub(crate) fn api_base(url: &str, suffix: &str) -> String {
+    let base = url.trim().trim_end_matches('/');
+    let base = base.strip_suffix(suffix).unwrap_or(base);
+    format!("{}{suffix}", base.trim_end_matches('/'))
+}
+
+/// A title as help desks show it in lists and notification subjects: one line (control
+/// characters and runs of white space become one space; zero-width and bidi controls, which
+/// could disguise attacker text, are dropped), at most `max` characters, cut with `…`.
+pub(crate) fn title_line(title: &str, max: usize) -> String {
+    let mut out = String::with_capacity(title.len().min(max * 4));
+    for c in title.trim().chars() {
+        if matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        {
+            continue;
+        }
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    let out = out.trim_end();
+    if out.chars().count() <= max {
+        return out.to_string();
+    }
+    let mut cut: String = out.chars().take(max.saturating_sub(1)).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+/// A numeric id from JSON: a number, or a string of digits.
+pub(crate) fn numeric_id(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// Merges `create_fields` into a create body without replacing what sentinela set; `tags`
+/// (an array, or Zammad's comma-separated string) are the union, sentinela's first.
+pub(crate) fn merge_fields(doc: &mut Map<String, Value>, extra: &Map<String, Value>) {
+    for (k, v) in extra {
+        match (doc.get_mut(k), v) {
+            (None, _) => {
+                doc.insert(k.clone(), v.clone());
+            }
+            (Some(Value::Array(ours)), Value::Array(theirs)) if k == "tags" => {
+                for t in theirs {
+                    if !ours.contains(t) {
+                        ours.push(t.clone());
+                    }
+                }
+            }
+            (Some(Value::String(ours)), Value::String(theirs)) if k == "tags" => {
+                let mut all: Vec<String> = ours.split(',').map(str::to_string).collect();
+                for t in theirs.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    if !all.iter().any(|x| x == t) {
+                        all.push(t.to_string());
+                    }
+                }
+                *ours = all.join(",");
+            }
+            _ => {} // sentinela's value stays
+        }
+    }
+}
+
+/// Reports `create_fields` keys that sentinela sets itself (they would be ignored).
+pub(crate) fn reserved_create_fields(
+    cfg: &HelpdeskConfig,
+    reserved: &[&str],
+    err: &mut dyn FnMut(Option<Range<usize>>, String),
+) {
+    if let Some(t) = &cfg.create_fields {
+        for key in t.get_ref().keys() {
+            if reserved.contains(&key.as_str()) {
+                err(
+                    Some(t.span()),
+                    format!(
+                        "`create_fields` must not set `{key}`: sentinela sets it (see the \
+                         {} section of the documentation)",
+                        cfg.kind.get_ref().display_name()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A plain e-mail address (`local@domain.tld`), as help desks accept for users: no display
+/// name, spaces, quotes or list separators.
+pub(crate) fn looks_like_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && s.chars().all(|c| {
+            !c.is_whitespace() && !c.is_control() && !matches!(c, ',' | ';' | '<' | '>' | '"')
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct File {
+        helpdesk: Vec<HelpdeskConfig>,
+    }
+
+    /// The config of the first entry of `text`.
+    pub(crate) fn config(text: &str) -> HelpdeskConfig {
+        let mut f: File = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        f.helpdesk.remove(0)
+    }
+
+    /// The problems of the first entry of `text`, as `line:column: message`.
+    pub(crate) fn problems_of(text: &str) -> Vec<String> {
+        config(text)
+            .problems()
+            .into_iter()
+            .map(|(span, m)| match span {
+                Some(s) => {
+                    let l = crate::error::Location::from_offset(Path::new("c.toml"), text, s.start);
+                    format!("{}:{}: {m}", l.line, l.column)
+                }
+                None => m,
+            })
+            .collect()
+    }
+
+    /// Asserts that the problems of `text` include `want`.
+    pub(crate) fn assert_problem(text: &str, want: &str) {
+        let got = problems_of(text).join("\n");
+        assert!(
+            got.contains(want),
+            "config:\n{text}\n got: {got}\nwant: {want}"
+        );
+    }
+
+    const OK: &str = "[[helpdesk]]\nname = \"zammad\"\nkind = \"zammad\"\n\
+                      url = \"https://zammad.example.com\"\ntoken_env = \"ZAMMAD_TOKEN\"\n\
+                      group = \"Security\"\nrequester = \"secops@example.com\"\n";
+
+    fn zammad(text: &str) -> Zammad {
+        let secrets = Secrets {
+            token: Some(Secret("t0k3n".into())),
+            ..Secrets::default()
+        };
+        Zammad::new(&config(text), secrets).unwrap()
+    }
+
+    #[test]
+    fn a_complete_entry_has_no_problems() {
+        assert_eq!(problems_of(OK), Vec::<String>::new());
+        let guess = OK.replace("secops@example.com", "guess:secops@example.com");
+        assert_eq!(problems_of(&guess), Vec::<String>::new());
+        let login = OK.replace("secops@example.com", "secops");
+        assert_eq!(problems_of(&login), Vec::<String>::new());
+    }
+
+    #[test]
+    fn problems_are_located() {
+        let bare = "[[helpdesk]]\nname = \"z\"\nkind = \"zammad\"\nurl = \"https://z.example\"\n";
+        assert_problem(bare, "3:8: helpdesk \"z\": Zammad needs an access token");
+        assert_problem(bare, "3:8: helpdesk \"z\": Zammad needs `group`");
+        assert_problem(bare, "3:8: helpdesk \"z\": Zammad needs `requester`");
+        assert_problem(
+            &OK.replace("group = \"Security\"", "group = \" \""),
+            "6:9: helpdesk \"zammad\": `group` is empty",
+        );
+        assert_problem(
+            &OK.replace("secops@example.com", "guess:secops"),
+            "7:13: helpdesk \"zammad\": `requester`: \"secops\" after guess: is not an e-mail",
+        );
+        assert_problem(
+            &OK.replace("secops@example.com", "Sec Ops <secops@example.com>"),
+            "7:13: helpdesk \"zammad\": `requester` must be a login or an e-mail address",
+        );
+        assert_problem(
+            &format!("{OK}priority_map = {{ P1 = \"high\" }}\n"),
+            "8:23: helpdesk \"zammad\": Zammad priorities are priority ids",
+        );
+        assert_problem(
+            &format!("{OK}priority_map = {{ P4 = 0 }}\n"),
+            "8:23: helpdesk \"zammad\": Zammad priorities are priority ids",
+        );
+        assert_problem(
+            &format!("{OK}create_fields = {{ title = \"x\", organization = \"ACME\" }}\n"),
+            "8:17: helpdesk \"zammad\": `create_fields` must not set `title`",
+        );
+        assert_problem(
+            &format!("{OK}queue = \"x\"\n"),
+            "8:9: helpdesk \"zammad\": `queue` does not apply to kind = \"zammad\"",
+        );
+        assert_problem(
+            &format!("{OK}username = \"x\"\n"),
+            "8:12: helpdesk \"zammad\": `username` does not apply to kind = \"zammad\"",
+        );
+        // Tags may be added through `create_fields`: they are merged.
+        assert_eq!(
+            problems_of(&format!("{OK}create_fields = {{ tags = \"ids\" }}\n")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn priorities_default_to_zammads_three_levels() {
+        let z = zammad(OK);
+        let got: Vec<i64> = [Priority::P1, Priority::P2, Priority::P3, Priority::P4]
+            .iter()
+            .map(|p| z.priority(*p))
+            .collect();
+        assert_eq!(got, vec![3, 3, 2, 1]);
+        let z = zammad(&format!("{OK}priority_map = {{ P1 = 4 }}\n"));
+        assert_eq!(z.priority(Priority::P1), 4);
+        assert_eq!(z.priority(Priority::P2), 3);
+    }
+
+    #[test]
+    fn base_urls_are_normalised() {
+        for url in [
+            "https://z.example",
+            "https://z.example/",
+            "https://z.example/api/v1",
+            "https://z.example/api/v1/",
+        ] {
+            assert_eq!(
+                api_base(url, "/api/v1"),
+                "https://z.example/api/v1",
+                "{url}"
+            );
+        }
+        assert_eq!(
+            zammad(&OK.replace("zammad.example.com", "zammad.example.com/")).api(),
+            "https://zammad.example.com/api/v1"
+        );
+    }
+
+    #[test]
+    fn titles_are_one_line_and_cut() {
+        assert_eq!(
+            title_line(" a\r\nb\t\tc \u{202e}d\u{200b}e ", 100),
+            "a b c de"
+        );
+        let long = "é".repeat(300);
+        let t = title_line(&long, 250);
+        assert_eq!(t.chars().count(), 250);
+        assert!(t.ends_with('…'));
+        assert_eq!(title_line("abc", 3), "abc");
+        assert_eq!(title_line("abcd", 3), "ab…");
+    }
+
+    #[test]
+    fn create_fields_never_replace_ours_and_tags_are_merged() {
+        let mut doc = Map::new();
+        doc.insert("title".into(), json!("ours"));
+        doc.insert("tags".into(), json!(["a", "b"]));
+        let extra = json!({"title": "theirs", "tags": ["b", "c"], "type": "x"});
+        merge_fields(&mut doc, extra.as_object().unwrap());
+        assert_eq!(
+            Value::Object(doc),
+            json!({"title": "ours", "tags": ["a", "b", "c"], "type": "x"})
+        );
+        let mut doc = Map::new();
+        doc.insert("tags".into(), json!("sentinela,sentinela-1"));
+        merge_fields(
+            &mut doc,
+            json!({"tags": "ids, sentinela"}).as_object().unwrap(),
+        );
+        assert_eq!(doc["tags"], json!("sentinela,sentinela-1,ids"));
+    }
+
+    #[test]
+    fn ids_emails_and_quotes() {
+        assert_eq!(numeric_id(&json!(12)), Some(12));
+        assert_eq!(numeric_id(&json!("12")), Some(12));
+        assert_eq!(numeric_id(&json!("1/2")), None);
+        assert_eq!(numeric_id(&json!(-1)), None);
+        assert_eq!(json_id("12"), json!(12));
+        assert!(looks_like_email("a.b+c@example.co"));
+        for bad in [
+            "a",
+            "a@b",
+            "@b.c",
+            "a b@c.d",
+            "a@b.c,d@e.f",
+            "\"a\"@b.c",
+            "a@.b",
+        ] {
+            assert!(!looks_like_email(bad), "{bad}");
+        }
+        assert_eq!(quote_escape(r#"a"b\c"#), r#"a\"b\\c"#);
     }
 }
