@@ -251,7 +251,7 @@ async fn comments_are_private_and_statuses_are_read() {
         .unwrap();
     for want in [
         TicketStatus::Closed,
-        TicketStatus::Closed,
+        TicketStatus::Final,
         TicketStatus::Open,
         TicketStatus::Open,
     ] {

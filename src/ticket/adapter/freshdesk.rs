@@ -535,6 +535,7 @@ impl Api for Freshdesk {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 

@@ -318,7 +318,6 @@ pub struct HelpdeskConfig {
     pub allow_http: bool,
 }
 
-
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }

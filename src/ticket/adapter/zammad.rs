@@ -524,6 +524,7 @@ impl Api for Zammad {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 

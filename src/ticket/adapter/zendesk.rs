@@ -27,14 +27,12 @@
 //!   `Blocked` (the key would not find it again).
 //! - The first comment and every later one are private (`public: false`, in `html_body`):
 //!   nothing is mailed to the requester.
-//! - Statuses: `new`, `open`, `pending` and `hold` are open, `solved` and `closed` closed (with
-//!   custom ticket statuses, `status` is still the category); any other is `Blocked`. A
-//!   `solved` ticket reopens with `status: open`. A `closed` ticket cannot be updated at all
-//!   (422 "Status: closed prevents ticket update"), and `parse_status` cannot tell the worker
-//!   to skip the reopen: the worker reopens only within the reopen window of our last update,
-//!   while Zendesk closes solved tickets days later (4 by default), so this is rare. When it
-//!   happens, the 422 is `Blocked` with a message saying so; `sentinela outbox retry` once the
-//!   window has passed makes the worker open a new ticket that names the closed one.
+//! - Statuses: `new`, `open`, `pending` and `hold` are open, `solved` closed (with custom ticket
+//!   statuses, `status` is still the category); any other is `Blocked`. A `solved` ticket
+//!   reopens with `status: open`. A `closed` ticket cannot be updated at all (422 "Status:
+//!   closed prevents ticket update"): it is [`TicketStatus::Final`], and a recurrence opens a
+//!   new ticket that names it. Should a ticket close between the status read and the update,
+//!   the 422 is `Blocked` with a message saying what to do.
 //! - 429 comes with `Retry-After` (seconds); when it is missing, the `resets=N` of the
 //!   endpoint's `Zendesk-RateLimit-*` header or `ratelimit-reset` is used instead.
 //! - Errors: `{"error": "RecordInvalid", "description": "Record validation errors",
@@ -368,8 +366,8 @@ impl Zendesk {
         Ok(best.map(|id| TicketRef(id.to_string())))
     }
 
-    /// `new`, `open`, `pending`, `hold` are open; `solved`, `closed` closed; any other is
-    /// `Blocked`.
+    /// `new`, `open`, `pending`, `hold` are open; `solved` closed; `closed` closed for good;
+    /// any other is `Blocked`.
     pub fn parse_status(
         &self,
         status: u16,
@@ -384,6 +382,8 @@ impl Zendesk {
             .ok_or_else(|| unexpected("no ticket status", body))?;
         if OPEN_STATUSES.contains(&s) {
             Ok(TicketStatus::Open)
+        } else if s == "closed" {
+            Ok(TicketStatus::Final)
         } else if CLOSED_STATUSES.contains(&s) {
             Ok(TicketStatus::Closed)
         } else {
@@ -412,10 +412,9 @@ impl Zendesk {
             {
                 Err(DeliveryError::Blocked {
                     message: format!(
-                        "{message} (the ticket is closed: Zendesk never reopens or updates a \
-                         closed ticket; once the reopen window has passed, `sentinela outbox \
-                         retry` opens a new ticket that names it, or `sentinela outbox drop` \
-                         the operation)"
+                        "{message} (the ticket closed meanwhile: Zendesk never reopens or \
+                         updates a closed ticket; `sentinela outbox retry` reads its status \
+                         again and opens a new ticket that names it)"
                     ),
                 })
             }
@@ -682,6 +681,7 @@ impl Api for Zendesk {
             find_open: true,
             read_status: true,
             separate_state_changes: true,
+            resolve_on_close: false,
         }
     }
 
