@@ -144,6 +144,11 @@ enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// List the configured help desks, or verify one's credentials before going live.
+    Helpdesk {
+        #[command(subcommand)]
+        action: HelpdeskAction,
+    },
     /// List the loaded detectors.
     Detectors {
         /// Config file.
@@ -162,6 +167,26 @@ enum Command {
 enum MatchFormat {
     Text,
     Jsonl,
+}
+
+#[derive(Subcommand)]
+enum HelpdeskAction {
+    /// List the configured help desks: name, kind, address and what each can do.
+    List {
+        /// Config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Make a harmless authenticated call to a help desk (who am I, the queue or project, its
+    /// custom fields) with the real secrets, and say what to fix. Creates nothing. Exit 0 when
+    /// the help desk accepts the setup, 1 when it refuses or cannot be reached.
+    Test {
+        /// The help desk's `name`.
+        name: String,
+        /// Config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -294,6 +319,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             literals,
         } => cmd_detectors(config.as_deref(), patterns, literals),
         Command::Outbox { action } => cmd_outbox(action),
+        Command::Helpdesk { action } => cmd_helpdesk(action),
         Command::Run {
             config,
             stdin,
@@ -819,6 +845,112 @@ fn cmd_run(
         state_dir,
     })?;
     Ok(exit::OK)
+}
+
+fn cmd_helpdesk(action: HelpdeskAction) -> Result<u8, Failure> {
+    use sentinela::ticket::adapter::{http_client, Adapter};
+    let mut out = io::stdout().lock();
+    match action {
+        HelpdeskAction::List { config } => {
+            let (cfg, _) = load(config.as_deref())?;
+            if cfg.file.helpdesks.is_empty() {
+                writeln!(out, "No [[helpdesk]] in {}.", cfg.path.display())?;
+            }
+            for h in &cfg.file.helpdesks {
+                let a = Adapter::for_dry_run(h).map_err(|e| anyhow::anyhow!(e))?;
+                let c = a.capabilities();
+                let mut can = vec!["create", "comment"];
+                if c.find_open {
+                    can.push("find by key");
+                }
+                if c.read_status {
+                    can.push("read status, reopen");
+                }
+                if c.resolve_on_close {
+                    can.push("resolve on close");
+                }
+                if a.check_request().is_some() {
+                    can.push("test");
+                }
+                writeln!(
+                    out,
+                    "{:<16} {:<10} {}  [{}]",
+                    a.name(),
+                    a.kind().as_str(),
+                    h.url.get_ref(),
+                    can.join(", ")
+                )?;
+            }
+            Ok(exit::OK)
+        }
+        HelpdeskAction::Test { name, config } => {
+            let (cfg, _) = load(config.as_deref())?;
+            let Some(h) = cfg
+                .file
+                .helpdesks
+                .iter()
+                .find(|h| h.name.get_ref() == &name)
+            else {
+                let names: Vec<&str> = cfg
+                    .file
+                    .helpdesks
+                    .iter()
+                    .map(|h| h.name.get_ref().as_str())
+                    .collect();
+                return Err(anyhow::anyhow!(
+                    "no help desk named {name:?} in {} (configured: {})",
+                    cfg.path.display(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+                .into());
+            };
+            let dir = cfg.path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let h = h.with_paths_relative_to(&dir);
+            let adapter = Adapter::from_config(&h).map_err(|e| anyhow::anyhow!(e))?;
+            let Some(req) = adapter.check_request() else {
+                writeln!(
+                    out,
+                    "helpdesk {name:?} ({}): NOT VERIFIED. Its API has no call that proves the \
+                     credentials without delivering an event; `sentinela scan` shows exactly \
+                     what it would receive.",
+                    adapter.kind().as_str()
+                )?;
+                return Ok(exit::OK);
+            };
+            writeln!(
+                out,
+                "helpdesk {name:?} ({}): {} {}",
+                adapter.kind().as_str(),
+                req.method,
+                req.url
+            )?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)?;
+            let result = runtime.block_on(async {
+                let client = http_client().map_err(|e| anyhow::anyhow!(e))?;
+                Ok::<_, anyhow::Error>(adapter.check(&client).await)
+            })?;
+            match result {
+                Ok(()) => {
+                    writeln!(
+                        out,
+                        "OK: the help desk accepts the credentials and the setup."
+                    )?;
+                    Ok(exit::OK)
+                }
+                Err(e) => {
+                    writeln!(out, "FAILED: {e}")?;
+                    Ok(exit::FINDINGS)
+                }
+            }
+        }
+    }
 }
 
 /// The state file to read: `--state-dir`, else the config's `[state] dir`, else

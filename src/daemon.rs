@@ -186,15 +186,7 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     for h in &cfg.file.helpdesks {
         let name = h.name.get_ref().clone();
         // Secret files named relative to the config file.
-        let mut h = h.clone();
-        for f in [&mut h.token_file, &mut h.hmac_secret_file]
-            .into_iter()
-            .flatten()
-        {
-            if f.get_ref().is_relative() && config_dir.is_dir() {
-                *f = toml::Spanned::new(f.span(), config_dir.join(f.get_ref()));
-            }
-        }
+        let h = h.with_paths_relative_to(&config_dir);
         let adapter = Adapter::from_config(&h).map_err(DaemonError::Setup)?;
         let worker = Worker::new(
             adapter,

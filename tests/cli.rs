@@ -677,3 +677,111 @@ fn dry_run_prints_the_exact_help_desk_requests_without_secrets() {
         "{text}"
     );
 }
+
+/// A local HTTP server answering every request with `status` and `body`; the receiver gets
+/// the head (request line and headers) of each request.
+fn answer_with(status: u16, body: &'static str) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut head = String::new();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+                head.push_str(&l);
+            }
+            let _ = tx.send(head);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (base, rx)
+}
+
+fn zammad_config(dir: &Path, base: &str) -> PathBuf {
+    write(dir, "zammad.token", "zt-secret-123\n");
+    write(
+        dir,
+        "sentinela.toml",
+        format!(
+            "[[helpdesk]]\nname = \"desk\"\nkind = \"zammad\"\nurl = \"{base}\"\n\
+             token_file = \"zammad.token\"\ngroup = \"Security\"\nrequester = \"soc@example.com\"\n\
+             [[helpdesk]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{base}/hook\"\n"
+        ),
+    )
+}
+
+#[test]
+fn helpdesk_test_makes_one_authenticated_call_and_says_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    // Accepted: an agent.
+    let (base, heads) = answer_with(
+        200,
+        r#"{"id": 3, "login": "soc-bot", "active": true, "roles": ["Agent"]}"#,
+    );
+    let cfg = zammad_config(dir.path(), &base);
+    let cfg_s = cfg.to_str().unwrap();
+    let o = run(&["helpdesk", "test", "desk", "--config", cfg_s]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("GET ") && stdout(&o).contains("/api/v1/users/me"));
+    assert!(stdout(&o).contains("OK"), "{}", stdout(&o));
+    let head = heads.recv().unwrap();
+    assert!(head.starts_with("GET /api/v1/users/me"), "{head}");
+    // The secret file is found relative to the config file, and sent, never printed.
+    assert!(head.contains("Token token=zt-secret-123"), "{head}");
+    assert!(!stdout(&o).contains("zt-secret-123") && !stderr(&o).contains("zt-secret-123"));
+
+    // Refused: the token is wrong; exit 1 with the help desk's own words.
+    let (base, _heads) = answer_with(401, r#"{"error": "authentication failed"}"#);
+    let cfg = zammad_config(dir.path(), &base);
+    let o = run(&[
+        "helpdesk",
+        "test",
+        "desk",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("FAILED") && text.contains("401"), "{text}");
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(!text.contains("zt-secret-123"));
+
+    // A webhook cannot be checked without sending an event: said, not pretended.
+    let o = run(&[
+        "helpdesk",
+        "test",
+        "hook",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("NOT VERIFIED"), "{}", stdout(&o));
+
+    // An unknown name lists the configured ones.
+    let o = run(&[
+        "helpdesk",
+        "test",
+        "dsek",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("desk, hook"), "{}", stderr(&o));
+
+    // `helpdesk list` shows kinds and abilities.
+    let o = run(&["helpdesk", "list", "--config", cfg.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert!(text.contains("desk") && text.contains("zammad") && text.contains("find by key"));
+    assert!(text.contains("hook") && text.contains("webhook"), "{text}");
+}

@@ -20,8 +20,19 @@
 //! redacted in [`HttpRequest::display_redacted`] and are scrubbed from error messages in case a
 //! help desk echoes them back.
 //!
+//! Each help desk module implements the crate-internal `Api` trait (builders and parsers only) and exports `KEYS`
+//! (the config keys only it accepts) and `problems` (its config checks); [`Adapter`] wraps it
+//! with what every help desk shares. Adding a help desk is one module, one [`HelpdeskKind`]
+//! variant and its contract tests.
+//!
 //! - [`rt`]: Request Tracker 5, REST 2.0.
 //! - [`webhook`]: a generic JSON webhook with an optional HMAC-SHA256 signature.
+//! - [`zammad`], [`zendesk`], [`freshdesk`]: HTML bodies; tag / `external_id` keys.
+//! - [`jira`]: Jira Cloud v3 and Jira Service Management; ADF bodies, label key.
+//! - [`gitlab`], [`redmine`]: Markdown bodies; label / custom field keys.
+//! - [`servicenow`]: Table API, `correlation_id` key.
+//! - [`glpi`]: REST API with login sessions; key in the title.
+//! - [`pagerduty`]: Events API v2, `dedup_key`; resolves when the incident closes locally.
 
 pub mod freshdesk;
 pub mod gitlab;
@@ -532,6 +543,25 @@ impl HelpdeskConfig {
             err(None, "`timeout` must be at most 5m".into());
         }
         out
+    }
+
+    /// This entry with relative secret files (`token_file`, `hmac_secret_file`,
+    /// `app_token_file`) taken relative to `dir`, the config file's directory.
+    pub fn with_paths_relative_to(&self, dir: &Path) -> HelpdeskConfig {
+        let mut h = self.clone();
+        for f in [
+            &mut h.token_file,
+            &mut h.hmac_secret_file,
+            &mut h.app_token_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if f.get_ref().is_relative() && dir.is_dir() {
+                *f = Spanned::new(f.span(), dir.join(f.get_ref()));
+            }
+        }
+        h
     }
 
     /// Requests a second: the configured value, else the kind's default.
@@ -1132,7 +1162,7 @@ impl Secrets {
     }
 }
 
-/// A configured help desk: its [`Api`] behind the shared rate limit, timeout, logging and
+/// A configured help desk: its `Api` behind the shared rate limit, timeout, logging and
 /// error context.
 #[derive(Debug, Clone)]
 pub struct Adapter {
