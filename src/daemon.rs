@@ -29,14 +29,17 @@ use crate::http::{Health, Metrics};
 use crate::scan::LineReader;
 use crate::source::{file, journald, syslog, Batch, Position};
 use crate::state::{Commit, StateError, Store};
-use crate::ticket::adapter::Adapter;
-use crate::ticket::lifecycle::{Lifecycle, Operation, TicketRecord};
+use crate::ticket::adapter::{Adapter, HelpdeskConfig};
+use crate::ticket::lifecycle::{Lifecycle, Operation, TicketRecord, TicketsConfig};
 use crate::ticket::outbox::Worker;
 use crate::timestamp::{now_millis, Millis, TimeParser, Zone};
 
 /// How long a SIGTERM drain may take before the daemon exits anyway (state is committed
 /// first; lines read but not committed are read again at the next start).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a reload or a stop waits for a help desk worker to finish its request.
+const WORKER_STOP_LIMIT: Duration = Duration::from_secs(15);
 
 /// How often incidents are checked for a local close (unless memory is over the cap).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -181,30 +184,15 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
     // Help desks: one delivery worker each (its own state-store connection), and the
     // lifecycle decisions in the pipeline.
     let mut desks = Vec::new();
-    let mut workers = tokio::task::JoinSet::new();
-    let config_dir = cfg.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    for h in &cfg.file.helpdesks {
-        let name = h.name.get_ref().clone();
-        // Secret files named relative to the config file.
-        let h = h.with_paths_relative_to(&config_dir);
-        let adapter = Adapter::from_config(&h).map_err(DaemonError::Setup)?;
-        let worker = Worker::new(
+    for (h, adapter) in helpdesk_adapters(&cfg).map_err(DaemonError::Setup)? {
+        desks.push(start_desk(
+            h,
             adapter,
-            Store::open_dir(&dir)?,
-            cfg.file.tickets.reopen_window,
-            cfg.file.tickets.status_template.clone(),
-            metrics.clone(),
-            health.clone(),
-        )
-        .map_err(DaemonError::Setup)?;
-        desks.push(Desk {
-            lifecycle: Lifecycle::new(&name, cfg.file.tickets.clone()),
-            wake: worker.wake.clone(),
-            resolves: worker.adapter.capabilities().resolve_on_close,
-            name,
-            records: HashMap::new(),
-        });
-        workers.spawn(worker.run(shutdown_rx.clone()));
+            &cfg.file.tickets,
+            &dir,
+            &metrics,
+            &health,
+        )?);
     }
 
     let (tx, rx) = mpsc::channel::<(Arc<str>, Batch)>(16);
@@ -299,6 +287,9 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
         lines: 0,
         limits: cfg.file.engine.clone(),
         last_sweep: Instant::now(),
+        tickets: cfg.file.tickets.clone(),
+        state_dir: dir.clone(),
+        health: health.clone(),
     };
     let result = pipeline
         .run(
@@ -308,12 +299,11 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
             shutdown_tx,
         )
         .await;
-    // Sources and workers end when the shutdown flag is set (or their input ends). An
-    // operation in flight is delivered again at the next start (at-least-once, made
-    // idempotent by the create's key lookup).
+    // Sources end when the shutdown flag is set (or their input ends); the pipeline stopped
+    // the workers. An operation in flight is delivered again at the next start
+    // (at-least-once, made idempotent by the create's key lookup).
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while sources.join_next().await.is_some() {}
-        while workers.join_next().await.is_some() {}
     })
     .await;
     health.set_ready(false);
@@ -322,6 +312,70 @@ async fn run_async(opts: Options) -> Result<(), DaemonError> {
 
 /// A sender for one source: batches are tagged with the source's name (the key under which
 /// its positions are stored) and forwarded into the pipeline's channel, keeping backpressure.
+/// Validates every `[[helpdesk]]`, reads its secrets (secret files named relative to the
+/// config file) and builds its adapter: all or nothing, so that a reload with a missing
+/// secret changes nothing.
+fn helpdesk_adapters(cfg: &Config) -> Result<Vec<(HelpdeskConfig, Adapter)>, String> {
+    let config_dir = cfg.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    cfg.file
+        .helpdesks
+        .iter()
+        .map(|h| {
+            let h = h.with_paths_relative_to(&config_dir);
+            Adapter::from_config(&h).map(|a| (h, a))
+        })
+        .collect()
+}
+
+/// Starts the delivery worker of one help desk and returns its desk.
+fn start_desk(
+    config: HelpdeskConfig,
+    adapter: Adapter,
+    tickets: &TicketsConfig,
+    dir: &Path,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+) -> Result<Desk, DaemonError> {
+    let name = config.name.get_ref().clone();
+    let resolves = adapter.capabilities().resolve_on_close;
+    let worker = Worker::new(
+        adapter,
+        Store::open_dir(dir)?,
+        tickets.reopen_window,
+        tickets.status_template.clone(),
+        metrics.clone(),
+        health.clone(),
+    )
+    .map_err(DaemonError::Setup)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let wake = worker.wake.clone();
+    let task = tokio::spawn(worker.run(stop_rx));
+    Ok(Desk {
+        lifecycle: Lifecycle::new(&name, tickets.clone()),
+        wake,
+        resolves,
+        name,
+        records: HashMap::new(),
+        config,
+        stop,
+        task,
+    })
+}
+
+impl Desk {
+    /// Stops the worker and waits for it (at most `limit`; then it is aborted: an operation
+    /// in flight stays queued and is delivered again, made harmless by the create's key
+    /// lookup). Never two workers for one help desk at once.
+    async fn stop(self, limit: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(limit, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
 /// Loads the ticket record of `fp` from the store into `desk.records` unless it is there
 /// already (records in memory are newer: they may not be committed yet).
 fn load_record(store: &Store, desk: &mut Desk, fp: &str) {
@@ -444,6 +498,13 @@ struct Desk {
     records: HashMap<String, TicketRecord>,
     /// The help desk resolves tickets when incidents close locally (PagerDuty).
     resolves: bool,
+    /// Its `[[helpdesk]]` entry (secret paths resolved): a reload restarts the worker only
+    /// when this changes.
+    config: HelpdeskConfig,
+    /// Tells the delivery worker to stop.
+    stop: watch::Sender<bool>,
+    /// The delivery worker.
+    task: tokio::task::JoinHandle<()>,
     /// Wakes the delivery worker after a commit that queued operations.
     wake: Arc<tokio::sync::Notify>,
 }
@@ -477,6 +538,11 @@ struct Pipeline {
     /// `[engine]`: `close_after` and `max_open_incidents` drive [`Pipeline::sweep`].
     limits: EngineSection,
     last_sweep: Instant,
+    /// `[tickets]`, for desks started by a reload.
+    tickets: TicketsConfig,
+    /// Where workers open their state-store connections.
+    state_dir: PathBuf,
+    health: Arc<Health>,
 }
 
 impl Pipeline {
@@ -528,13 +594,16 @@ impl Pipeline {
                     );
                     notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
                 }
-                _ = hup.recv() => self.reload(config_path.as_deref()),
+                _ = hup.recv() => self.reload(config_path.as_deref()).await,
                 _ = term.recv() => { info!(message = "SIGTERM: draining."); break; }
                 _ = int.recv() => { info!(message = "SIGINT: draining."); break; }
             }
         }
         notify(&[NotifyState::Stopping]);
         let _ = shutdown.send(true);
+        for d in &self.desks {
+            let _ = d.stop.send(true);
+        }
         // Drain what the sources already read, bounded in time; then commit.
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         loop {
@@ -548,6 +617,10 @@ impl Pipeline {
             }
         }
         self.commit();
+        // Workers were told to stop with the sources; give a request in flight a moment.
+        for d in std::mem::take(&mut self.desks) {
+            d.stop(Duration::from_secs(2)).await;
+        }
         if !self.pending_positions.is_empty() || !self.pending_incidents.is_empty() {
             return Err(DaemonError::Setup(
                 "the final state commit failed; lines since the last commit will be read again at the next start".into(),
@@ -762,6 +835,55 @@ impl Pipeline {
         }
     }
 
+    /// Applies a reload to the help desks: an unchanged `[[helpdesk]]` keeps its worker (and
+    /// its quotas); a changed one (a new token file, another URL) gets a new worker once the
+    /// old one has stopped; a removed one stops (its queued operations stay in the outbox,
+    /// listed by `sentinela outbox list`). A change to `[tickets]` restarts every desk.
+    async fn reload_desks(
+        &mut self,
+        tickets: TicketsConfig,
+        adapters: Vec<(HelpdeskConfig, Adapter)>,
+    ) {
+        let tickets_changed = tickets != self.tickets;
+        let mut old: HashMap<String, Desk> =
+            self.desks.drain(..).map(|d| (d.name.clone(), d)).collect();
+        for (h, adapter) in adapters {
+            let name = h.name.get_ref().clone();
+            let previous = old.remove(&name);
+            if let Some(d) = previous {
+                if d.config == h && !tickets_changed {
+                    self.desks.push(d);
+                    continue;
+                }
+                d.stop(WORKER_STOP_LIMIT).await;
+            }
+            match start_desk(
+                h,
+                adapter,
+                &tickets,
+                &self.state_dir,
+                &self.metrics,
+                &self.health,
+            ) {
+                Ok(d) => {
+                    info!(message = "Help desk worker started.", helpdesk = %name);
+                    self.desks.push(d);
+                }
+                Err(e) => {
+                    error!(message = "Help desk worker could not start; its operations stay queued.", helpdesk = %name, error = %e);
+                    self.health
+                        .problem(&format!("helpdesk {name}"), Some(e.to_string()));
+                }
+            }
+        }
+        for (name, d) in old {
+            d.stop(WORKER_STOP_LIMIT).await;
+            self.health.problem(&format!("helpdesk {name}"), None);
+            info!(message = "Help desk removed; its queued operations stay in the outbox.", helpdesk = %name);
+        }
+        self.tickets = tickets;
+    }
+
     /// More incidents in memory than `max_open_incidents` allows, with 10% slack so that a
     /// flood commits in batches rather than at every block.
     fn over_cap(&self) -> bool {
@@ -838,27 +960,37 @@ impl Pipeline {
         queued
     }
 
-    fn reload(&mut self, config_path: Option<&Path>) {
+    /// SIGHUP: the new config, detectors and help desks are validated (secrets read) first;
+    /// any error keeps everything running as it was.
+    async fn reload(&mut self, config_path: Option<&Path>) {
         let mono = NotifyState::monotonic_usec_now().ok();
         let mut states = vec![NotifyState::Reloading];
         states.extend(mono);
         notify(&states);
-        info!(message = "SIGHUP: reloading config and detectors.");
-        match Config::discover(config_path).and_then(|c| c.build().map(|b| (c, b))) {
-            Ok((cfg, built)) => {
-                // Commit first so that the old engine's changes are not lost.
-                self.commit();
-                self.zone = built.zone;
-                self.engine.reconfigure(built, cfg.file.engine.clone());
+        info!(message = "SIGHUP: reloading config, detectors and help desks.");
+        let loaded = Config::discover(config_path)
+            .and_then(|c| c.build().map(|b| (c, b)))
+            .map_err(|e| e.to_string())
+            .and_then(|(c, b)| helpdesk_adapters(&c).map(|a| (c, b, a)));
+        match loaded {
+            Ok((cfg, built, adapters)) => {
+                tokio::task::block_in_place(|| {
+                    // Commit first so that the old engine's changes are not lost.
+                    self.commit();
+                    self.zone = built.zone;
+                    self.engine.reconfigure(built, cfg.file.engine.clone());
+                });
                 self.limits = cfg.file.engine.clone();
                 self.hits_seen.clear();
                 self.allowlisted_seen.clear();
                 self.evicted_seen = 0;
+                self.reload_desks(cfg.file.tickets.clone(), adapters).await;
                 self.metrics
                     .add("sentinela_reloads_total", &[("result", "ok")], 1.0);
                 info!(
                     message = "Reloaded.",
-                    detectors = self.engine.detectors.detectors.len()
+                    detectors = self.engine.detectors.detectors.len(),
+                    helpdesks = self.desks.len()
                 );
             }
             Err(e) => {

@@ -459,11 +459,19 @@ fn a_wrong_token_blocks_operations_until_the_operator_retries_and_closed_tickets
             .contains("0000000000"),
         "the token is never shown"
     );
-    d.kill9();
 
-    // The operator fixes the token, restarts, and retries the blocked operation.
-    let cfg = config(work.path(), &rt, &rt.token_file());
-    let d = Daemon::start(&cfg, &dlog);
+    // The operator fixes the token and reloads (SIGHUP: the help desk's worker restarts with
+    // the new secret), then retries the blocked operation.
+    config(work.path(), &rt, &rt.token_file());
+    let _ = Command::new("kill")
+        .args(["-HUP", &d.0.id().to_string()])
+        .status();
+    let reloaded = || {
+        std::fs::read_to_string(&dlog)
+            .unwrap_or_default()
+            .contains("Help desk worker started")
+    };
+    wait_until("the reload", Duration::from_secs(30), reloaded);
     std::thread::sleep(Duration::from_secs(1));
     assert!(
         outbox(&state).iter().any(|o| o["state"] == "blocked"),
@@ -494,5 +502,18 @@ fn a_wrong_token_blocks_operations_until_the_operator_retries_and_closed_tickets
     wait_until("the reopen comment", Duration::from_secs(30), || {
         rt.comments(&id) >= 1
     });
+
+    // The attack grows past 10x the 3 hits that opened the ticket: RT's priority is raised
+    // one step (P3 = 50 to P2 = 70), with a comment that says why.
+    let before = rt.comments(&id);
+    std::thread::sleep(Duration::from_millis(1200));
+    attack(&log, "203.0.113.50", 30);
+    wait_until("the escalation", Duration::from_secs(60), || {
+        rt.get(&format!("ticket/{id}"))["Priority"] == "70"
+    });
+    wait_until("the escalation comment", Duration::from_secs(30), || {
+        rt.comments(&id) > before
+    });
+    assert_eq!(rt.tickets_for(&fp), vec![id.clone()]);
     drop(d);
 }

@@ -28,7 +28,7 @@ use crate::policy::Priority;
 use crate::timestamp::{format_rfc3339, Millis};
 
 /// `[tickets]`: lifecycle and flood-control settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TicketsConfig {
     /// At most one update comment per ticket per this interval.
@@ -59,7 +59,7 @@ pub struct TicketsConfig {
 }
 
 /// `[tickets.quota]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {
     /// Tickets per hour over everything.

@@ -227,7 +227,7 @@ impl<'de> Deserialize<'de> for PriorityValue {
 /// [`HelpdeskConfig::problems`], with their span.
 ///
 /// Spans (`Spanned`) are byte offsets in the config text, for `file:line:column` diagnostics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HelpdeskConfig {
     /// Names the help desk in logs, metrics and the outbox: letters, digits, `.`, `_`, `-`.
