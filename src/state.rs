@@ -80,6 +80,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX outbox_due ON outbox(helpdesk, state, next_attempt_at);
      CREATE INDEX outbox_fingerprint ON outbox(helpdesk, fingerprint, id);",
+    // 3: the help desk's own `Retry-After`, which an early wake-up must not override.
+    "ALTER TABLE outbox ADD COLUMN hold_until INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Errors of the state store.
@@ -469,6 +471,20 @@ impl Store {
         }
     }
 
+    /// Makes every pending operation of `helpdesk` that waits for a retry due now (the help
+    /// desk is back after an outage), but never before the help desk's own `Retry-After`.
+    /// Returns how many changed.
+    pub fn expedite(&mut self, helpdesk: &str) -> Result<usize, StateError> {
+        let now = now_millis();
+        self.conn
+            .execute(
+                "UPDATE outbox SET next_attempt_at = max(?2, hold_until)
+                 WHERE helpdesk = ?1 AND state = 'pending' AND next_attempt_at > max(?2, hold_until)",
+                params![helpdesk, now],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// The earliest time a pending operation of `helpdesk` becomes due.
     pub fn next_due(&self, helpdesk: &str) -> Result<Option<Millis>, StateError> {
         self.conn
@@ -576,11 +592,13 @@ impl Store {
     }
 
     /// Records a failed attempt: `Some(next)` reschedules it, `None` blocks it until an
-    /// operator retries it.
+    /// operator retries it. `hold_until` is the time the help desk itself asked us to wait
+    /// for (`Retry-After`): [`Store::expedite`] never makes the operation due before it.
     pub fn fail_operation(
         &mut self,
         id: i64,
         next: Option<Millis>,
+        hold_until: Option<Millis>,
         error: &str,
     ) -> Result<(), StateError> {
         let now = now_millis();
@@ -591,8 +609,8 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3, last_error = ?4,
-                    updated_at = ?5 WHERE id = ?1",
-                params![id, state, next, error, now],
+                    updated_at = ?5, hold_until = ?6 WHERE id = ?1",
+                params![id, state, next, error, now, hold_until.unwrap_or(0)],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -874,6 +892,45 @@ mod tests {
         assert_eq!(got[0].fields, a.fields);
         assert_eq!(s.correlation().unwrap().len(), 1);
         assert!(s.incidents(Some(6000)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn expedite_makes_only_that_help_desks_waiting_operations_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open_dir(dir.path()).unwrap();
+        let op = || Operation::SetPriority {
+            priority: crate::policy::Priority::P1,
+        };
+        s.commit(&Commit {
+            outbox: vec![
+                ("a".into(), "f1".into(), op()),
+                ("a".into(), "f2".into(), op()),
+                ("b".into(), "f3".into(), op()),
+            ],
+            ..Commit::default()
+        })
+        .unwrap();
+        let now = now_millis();
+        let rows = s.outbox(None).unwrap();
+        for r in &rows {
+            s.fail_operation(r.id, Some(now + 3_600_000), None, "down")
+                .unwrap();
+        }
+        assert!(s.due_operations("a", now, 10).unwrap().is_empty());
+        assert_eq!(s.expedite("a").unwrap(), 2);
+        assert_eq!(s.due_operations("a", now_millis(), 10).unwrap().len(), 2);
+        assert!(s.due_operations("b", now_millis(), 10).unwrap().is_empty());
+        // Blocked operations stay blocked: only an operator retries them.
+        s.fail_operation(rows[0].id, None, None, "401").unwrap();
+        assert_eq!(s.expedite("a").unwrap(), 0);
+        assert_eq!(s.due_operations("a", now_millis(), 10).unwrap().len(), 1);
+        // A help desk's Retry-After holds: expedited to that time, not to now.
+        let hold = now_millis() + 60_000;
+        s.fail_operation(rows[1].id, Some(hold + 1_000), Some(hold), "429")
+            .unwrap();
+        assert_eq!(s.expedite("a").unwrap(), 1);
+        assert!(s.due_operations("a", now_millis(), 10).unwrap().is_empty());
+        assert_eq!(s.due_operations("a", hold, 10).unwrap().len(), 1);
     }
 
     #[test]

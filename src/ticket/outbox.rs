@@ -30,12 +30,17 @@ use crate::ticket::render;
 use crate::ticket::{DeliveryError, TicketRef, TicketStatus, UpdateKind};
 use crate::timestamp::{now_millis, Millis};
 
-/// Backoff after the `attempts`-th failure: 1 s doubling up to 5 min, plus up to 25% jitter,
-/// and never sooner than the server's `Retry-After`.
+/// Backoff after the `attempts`-th failure. When the help desk said when to come back
+/// (`Retry-After` on a 429 or 503), that, plus up to 10% jitter so that queued operations do
+/// not return in one burst (at least 1 s: a `Retry-After: 0` must not make us hammer it).
+/// Otherwise (network errors, 5xx, timeouts) 1 s doubling up to 5 min, plus up to 25% jitter.
 pub fn backoff(attempts: i64, retry_after: Option<Duration>) -> Duration {
+    if let Some(after) = retry_after {
+        let after = after.max(Duration::from_secs(1));
+        return after + after.mul_f64(fastrand::f64() * 0.10);
+    }
     let base = Duration::from_secs(1u64 << attempts.clamp(0, 9)).min(Duration::from_secs(300));
-    let jitter = base.mul_f64(fastrand::f64() * 0.25);
-    (base + jitter).max(retry_after.unwrap_or_default())
+    base + base.mul_f64(fastrand::f64() * 0.25)
 }
 
 /// Delivers one help desk's operations.
@@ -193,7 +198,16 @@ impl Worker {
             Ok(rec) => {
                 count("ok");
                 self.health.problem(&self.problem_key(), None);
-                tokio::task::block_in_place(|| self.db().complete_operation(op.id, rec.as_ref()))
+                tokio::task::block_in_place(|| {
+                    // The help desk answers again: operations backing off after an outage
+                    // need not wait out their (up to 5 min) backoff.
+                    if op.attempts > 0 {
+                        if let Err(e) = self.db().expedite(&name) {
+                            warn!(message = "Could not reschedule waiting operations.", helpdesk = %name, error = %e);
+                        }
+                    }
+                    self.db().complete_operation(op.id, rec.as_ref())
+                })
             }
             Err(DeliveryError::Retry {
                 message,
@@ -206,9 +220,11 @@ impl Worker {
                     retry_in = ?wait, error = %message
                 );
                 count("retry");
-                let next = now_millis() + wait.as_millis() as Millis;
+                let now = now_millis();
+                let next = now + wait.as_millis() as Millis;
+                let hold = retry_after.map(|d| now + d.as_millis() as Millis);
                 tokio::task::block_in_place(|| {
-                    self.db().fail_operation(op.id, Some(next), &message)
+                    self.db().fail_operation(op.id, Some(next), hold, &message)
                 })
             }
             Err(DeliveryError::Blocked { message }) => {
@@ -219,7 +235,9 @@ impl Worker {
                 count("blocked");
                 self.health
                     .problem(&self.problem_key(), Some(message.clone()));
-                tokio::task::block_in_place(|| self.db().fail_operation(op.id, None, &message))
+                tokio::task::block_in_place(|| {
+                    self.db().fail_operation(op.id, None, None, &message)
+                })
             }
         };
         if let Err(e) = stored {
@@ -393,9 +411,12 @@ mod tests {
             let b = backoff(attempts, None).as_secs_f64();
             assert!(b >= lo && b <= hi, "attempt {attempts}: {b}");
         }
-        assert_eq!(
-            backoff(0, Some(Duration::from_secs(30))),
-            Duration::from_secs(30)
-        );
+        // The help desk's own word wins over the exponential backoff, in both directions.
+        for attempts in [0, 8] {
+            let b = backoff(attempts, Some(Duration::from_secs(30))).as_secs_f64();
+            assert!((30.0..=33.0).contains(&b), "attempt {attempts}: {b}");
+        }
+        let b = backoff(8, Some(Duration::ZERO)).as_secs_f64();
+        assert!((1.0..=1.1).contains(&b), "Retry-After: 0 -> {b}");
     }
 }
