@@ -11,6 +11,10 @@ use std::time::SystemTime;
 use crate::engine::{Engine, Input};
 use crate::timestamp::{now_millis, Millis};
 
+/// Reads go into a buffer of at least this size: fewer, larger blocks. With one 64 KiB block
+/// per read, the per-block work (system call, block setup) cost 13% of a scan of an auth log.
+const MIN_BUFFER: usize = 1 << 20;
+
 /// Splits a reader into blocks of whole lines, each line at most `max_line` bytes.
 #[derive(Debug)]
 pub struct LineReader<R> {
@@ -27,13 +31,14 @@ pub struct LineReader<R> {
 }
 
 impl<R: Read> LineReader<R> {
-    /// A reader whose lines are cut at `max_line` bytes. The buffer is one line long so that
-    /// every line longer than the cap is noticed, whatever surrounds it.
+    /// A reader whose lines are cut at `max_line` bytes. The buffer holds at least one
+    /// line, so that a partial line longer than the cap is noticed; complete lines longer than
+    /// the cap inside a block are found by [`first_long_line`].
     pub fn new(inner: R, max_line: usize) -> LineReader<R> {
         let max_line = max_line.max(1);
         LineReader {
             inner,
-            buf: vec![0; max_line + 1],
+            buf: vec![0; (max_line + 1).max(MIN_BUFFER)],
             start: 0,
             end: 0,
             eof: false,
@@ -59,10 +64,26 @@ impl<R: Read> LineReader<R> {
                 let data = &self.buf[self.start..self.end];
                 if let Some(i) = memchr::memrchr(b'\n', data) {
                     let s = self.start;
-                    self.start += i + 1;
-                    return Ok(Some(&self.buf[s..s + i + 1]));
+                    let block = &data[..i + 1];
+                    match first_long_line(block, self.max_line) {
+                        None => {
+                            self.start += i + 1;
+                            return Ok(Some(&self.buf[s..s + i + 1]));
+                        }
+                        // The whole lines before the long one first.
+                        Some((ls, _)) if ls > 0 => {
+                            self.start += ls;
+                            return Ok(Some(&self.buf[s..s + ls]));
+                        }
+                        // Then the long line, cut (its newline is in the buffer: no skipping).
+                        Some((_, le)) => {
+                            self.start += le + 1;
+                            self.truncated += 1;
+                            return Ok(Some(&self.buf[s..s + self.max_line]));
+                        }
+                    }
                 }
-                if data.len() >= self.max_line {
+                if data.len() > self.max_line {
                     let s = self.start;
                     self.start += self.max_line;
                     self.skipping = true;
@@ -97,6 +118,22 @@ impl<R: Read> LineReader<R> {
             self.end += n;
         }
     }
+}
+
+/// The first line of `block` (whole lines) longer than `max` bytes without its newline: its
+/// start and the index of its newline.
+fn first_long_line(block: &[u8], max: usize) -> Option<(usize, usize)> {
+    if block.len() <= max {
+        return None;
+    }
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', block) {
+        if nl - start > max {
+            return Some((start, nl));
+        }
+        start = nl + 1;
+    }
+    None
 }
 
 /// The year-inference reference for a file: its modification time (logs are written up to
@@ -179,16 +216,18 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_counted_and_the_next_line_survives() {
-        for chunk in [1, 5, 64] {
+        // Small reads (the long line spans refills) and one read of everything (the long
+        // lines sit complete inside one block).
+        for chunk in [1, 5, 64, 1 << 20] {
             let mut input = b"ok1\n".to_vec();
             input.extend(std::iter::repeat_n(b'x', 50));
             input.extend_from_slice(b"\nok2\n");
             input.extend(std::iter::repeat_n(b'y', 10));
-            input.extend_from_slice(b"\nok3");
+            input.extend_from_slice(b"\n12345678\nok3");
             let (got, t) = lines(&input, 8, chunk);
             assert_eq!(
                 got,
-                ["ok1", "xxxxxxxx", "ok2", "yyyyyyyy", "ok3"],
+                ["ok1", "xxxxxxxx", "ok2", "yyyyyyyy", "12345678", "ok3"],
                 "chunk {chunk}"
             );
             assert_eq!(t, 2);
