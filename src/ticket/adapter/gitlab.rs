@@ -251,82 +251,6 @@ impl Gitlab {
         format!("{}/issues/{}", self.project_url(), percent_encode(&t.0))
     }
 
-    /// `POST /projects/:id/issues` with the title, the Markdown body, the issue type and the
-    /// key and priority labels (plus `create_fields`, which never replace ours).
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut labels = vec![
-            Self::key_label(&c.fingerprint),
-            self.priority(c.priority).to_string(),
-        ];
-        let mut doc = Map::new();
-        for (k, v) in &self.create_fields {
-            if k == "labels" {
-                for l in extra_labels(v).unwrap_or_default() {
-                    if !labels.contains(&l) {
-                        labels.push(l);
-                    }
-                }
-            } else if !OWN_FIELDS.contains(&k.as_str()) {
-                doc.insert(k.clone(), v.clone());
-            }
-        }
-        doc.insert("title".into(), json!(one_line(&c.title, MAX_TITLE_CHARS)));
-        doc.insert("description".into(), json!(body));
-        doc.insert("issue_type".into(), json!(self.issue_type));
-        doc.insert("labels".into(), json!(labels.join(",")));
-        self.request(
-            "POST",
-            format!("{}/issues", self.project_url()),
-            Some(Value::Object(doc)),
-        )
-    }
-
-    /// `POST /projects/:id/issues/:iid/notes` as an internal note.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({ "body": text, "internal": true });
-        self.request("POST", format!("{}/notes", self.issue_url(t)), Some(doc))
-    }
-
-    /// `GET /projects/:id/issues?labels=KEY&state=opened`, oldest first.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let url = format!(
-            "{}/issues?labels={}&state=opened&order_by=created_at&sort=asc&per_page=100",
-            self.project_url(),
-            percent_encode(&Self::key_label(fingerprint)),
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /projects/:id/issues/:iid`, for its `state`.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.issue_url(t), None)
-    }
-
-    /// `PUT /projects/:id/issues/:iid {"state_event": "reopen"}`.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        let doc = json!({ "state_event": "reopen" });
-        self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// `PUT /projects/:id/issues/:iid` adding the priority label of `p` and removing the
-    /// others.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let want = self.priority(p);
-        let others: Vec<&str> = self
-            .priorities
-            .iter()
-            .map(String::as_str)
-            .filter(|l| *l != want)
-            .collect();
-        let doc = json!({ "add_labels": want, "remove_labels": others.join(",") });
-        self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// `GET /user`: proves the URL and the token.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", format!("{}/user", self.api), None)
-    }
-
     /// `GET /projects/:id`: the project, its issues feature and our role in it.
     pub fn project_request(&self) -> HttpRequest {
         self.request("GET", self.project_url(), None)
@@ -383,10 +307,55 @@ impl Gitlab {
             r => r,
         }
     }
+}
+
+impl Api for Gitlab {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: true,
+            read_status: true,
+            separate_state_changes: true,
+            resolve_on_close: false,
+        }
+    }
+
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Markdown
+    }
+
+    /// `POST /projects/:id/issues` with the title, the Markdown body, the issue type and the
+    /// key and priority labels (plus `create_fields`, which never replace ours).
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut labels = vec![
+            Self::key_label(&c.fingerprint),
+            self.priority(c.priority).to_string(),
+        ];
+        let mut doc = Map::new();
+        for (k, v) in &self.create_fields {
+            if k == "labels" {
+                for l in extra_labels(v).unwrap_or_default() {
+                    if !labels.contains(&l) {
+                        labels.push(l);
+                    }
+                }
+            } else if !OWN_FIELDS.contains(&k.as_str()) {
+                doc.insert(k.clone(), v.clone());
+            }
+        }
+        doc.insert("title".into(), json!(one_line(&c.title, MAX_TITLE_CHARS)));
+        doc.insert("description".into(), json!(body));
+        doc.insert("issue_type".into(), json!(self.issue_type));
+        doc.insert("labels".into(), json!(labels.join(",")));
+        self.request(
+            "POST",
+            format!("{}/issues", self.project_url()),
+            Some(Value::Object(doc)),
+        )
+    }
 
     /// The issue `iid` from `201 {"iid": 12, "labels": [...]}`; `Blocked` when GitLab dropped
     /// the key label.
-    pub fn parse_create(
+    fn parse_create(
         &self,
         c: &TicketContent,
         status: u16,
@@ -412,8 +381,31 @@ impl Gitlab {
         Ok(TicketRef(iid.to_string()))
     }
 
+    /// `POST /projects/:id/issues/:iid/notes` as an internal note.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({ "body": text, "internal": true });
+        self.request("POST", format!("{}/notes", self.issue_url(t)), Some(doc))
+    }
+
+    /// `GET /projects/:id/issues?labels=KEY&state=opened`, oldest first.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/issues?labels={}&state=opened&order_by=created_at&sort=asc&per_page=100",
+            self.project_url(),
+            percent_encode(&Self::key_label(fingerprint)),
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open issue carrying the key label of `fingerprint` exactly.
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -442,8 +434,13 @@ impl Gitlab {
         Ok(best.map(|iid| TicketRef(iid.to_string())))
     }
 
+    /// `GET /projects/:id/issues/:iid`, for its `state`.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.issue_url(t), None))
+    }
+
     /// `opened` is open, `closed` closed.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -457,8 +454,42 @@ impl Gitlab {
         }
     }
 
+    /// `PUT /projects/:id/issues/:iid {"state_event": "reopen"}`.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "state_event": "reopen" });
+        Some(self.request("PUT", self.issue_url(t), Some(doc)))
+    }
+
+    /// `PUT /projects/:id/issues/:iid` adding the priority label of `p` and removing the
+    /// others.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let want = self.priority(p);
+        let others: Vec<&str> = self
+            .priorities
+            .iter()
+            .map(String::as_str)
+            .filter(|l| *l != want)
+            .collect();
+        let doc = json!({ "add_labels": want, "remove_labels": others.join(",") });
+        Some(self.request("PUT", self.issue_url(t), Some(doc)))
+    }
+
+    fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        self.classify(status, headers, body)
+    }
+
+    /// `GET /user`: proves the URL and the token.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}/user", self.api), None))
+    }
+
     /// The user must be active; returns the project request.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -485,7 +516,7 @@ impl Gitlab {
     /// at least the Planner role (below it, GitLab drops labels silently). When GitLab does not
     /// show the role (an administrator, or a token whose role comes from elsewhere), the role
     /// is not checked: each create still verifies its labels.
-    pub fn parse_check_project(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -602,113 +633,6 @@ fn one_line(title: &str, max: usize) -> String {
     }
     let cut: String = out.chars().take(max - 1).collect();
     format!("{}…", cut.trim_end())
-}
-
-/// The [`Api`] of GitLab: the inherent methods above, which the contract tests also call.
-impl Api for Gitlab {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Markdown
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Gitlab::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Gitlab::parse_create(self, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Gitlab::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Gitlab::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Gitlab::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Gitlab::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Gitlab::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Gitlab::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Gitlab::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Gitlab::classify(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Gitlab::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Gitlab::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Gitlab::parse_check_project(self, status, headers, body)
-    }
 }
 
 #[cfg(test)]

@@ -1139,6 +1139,13 @@ pub(crate) trait Api: fmt::Debug + Send + Sync {
     fn close_session_request(&self) -> Option<HttpRequest> {
         None
     }
+
+    /// Values derived from the secrets that messages must not show either (an encoded basic
+    /// authorization, which decodes to the token): [`Adapter`] scrubs them from its errors,
+    /// before the secrets themselves.
+    fn derived_secrets(&self) -> Vec<Secret> {
+        Vec::new()
+    }
 }
 
 /// The secrets of one `[[helpdesk]]` entry, read by reference from the environment or files.
@@ -1224,7 +1231,7 @@ impl Adapter {
     }
 
     fn build(cfg: &HelpdeskConfig, secrets: Secrets) -> Result<Adapter, String> {
-        let common = Common::new(cfg, secrets.all());
+        let configured = secrets.all();
         let kind = *cfg.kind.get_ref();
         let api: Arc<dyn Api> = match kind {
             HelpdeskKind::Rt => Arc::new(rt::Rt::new(cfg, secrets)?),
@@ -1239,6 +1246,9 @@ impl Adapter {
             HelpdeskKind::Gitlab => Arc::new(gitlab::Gitlab::new(cfg, secrets)?),
             HelpdeskKind::Pagerduty => Arc::new(pagerduty::Pagerduty::new(cfg, secrets)?),
         };
+        let mut scrubbed = api.derived_secrets();
+        scrubbed.extend(configured);
+        let common = Common::new(cfg, scrubbed);
         Ok(Adapter { common, kind, api })
     }
 

@@ -157,81 +157,6 @@ impl Rt {
         format!("{}/ticket/{}", self.api, percent_encode(&t.0))
     }
 
-    /// `POST /ticket` with the queue, subject, priority, body and the fingerprint and severity
-    /// custom fields.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut cf = Map::new();
-        cf.insert(self.fingerprint_field.clone(), json!(c.fingerprint));
-        if let Some(f) = &self.severity_field {
-            if !c.severity.is_empty() {
-                cf.insert(f.clone(), json!(c.severity));
-            }
-        }
-        let doc = json!({
-            "Queue": self.queue,
-            "Subject": subject(&c.title),
-            "Priority": self.priority(c.priority),
-            "Content": body,
-            "ContentType": "text/plain",
-            "CustomFields": cf,
-        });
-        self.request("POST", format!("{}/ticket", self.api), Some(doc))
-    }
-
-    /// `GET /ticket/ID`, to verify what create stored.
-    pub fn read_back_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.ticket_url(t), None)
-    }
-
-    /// `POST /ticket/ID/comment`: an internal comment (not mailed to requestors).
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({ "Content": text, "ContentType": "text/plain" });
-        self.request("POST", format!("{}/comment", self.ticket_url(t)), Some(doc))
-    }
-
-    /// `GET /tickets?query='CF.{field}'='FP' AND Status='__Active__'`, oldest first, with the
-    /// fields needed to verify the fingerprint exactly.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let query = format!(
-            "'CF.{{{}}}'='{}' AND Status='__Active__'",
-            self.fingerprint_field,
-            ticket_sql_escape(fingerprint)
-        );
-        let url = format!(
-            "{}/tickets?query={}&fields={}&orderby=id&order=ASC&per_page=100",
-            self.api,
-            percent_encode(&query),
-            percent_encode("Status,Priority,CustomFields"),
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /ticket/ID`, for its `Status`.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.ticket_url(t), None)
-    }
-
-    /// `PUT /ticket/ID {"Status": "open"}`.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("PUT", self.ticket_url(t), Some(json!({ "Status": "open" })))
-    }
-
-    /// `PUT /ticket/ID {"Priority": N}`.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let doc = json!({ "Priority": self.priority(p) });
-        self.request("PUT", self.ticket_url(t), Some(doc))
-    }
-
-    /// `GET /queue/NAME`: proves the URL and the token, and lists the queue's ticket custom
-    /// fields.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request(
-            "GET",
-            format!("{}/queue/{}", self.api, percent_encode(&self.queue)),
-            None,
-        )
-    }
-
     /// `GET /customfield/ID`.
     pub fn field_request(&self, id: &str) -> HttpRequest {
         self.request(
@@ -253,9 +178,58 @@ impl Rt {
         serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
     }
 
+    /// Adds what the operator should check to RT's terse 401/415 messages.
+    fn hint(&self, status: u16, e: DeliveryError) -> DeliveryError {
+        match (status, e) {
+            (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
+                message: format!(
+                    "{message} (the auth token was refused: check token_env/token_file)"
+                ),
+            },
+            (_, e) => e,
+        }
+    }
+}
+
+impl Api for Rt {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: true,
+            read_status: true,
+            separate_state_changes: true,
+            resolve_on_close: false,
+        }
+    }
+
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Plain
+    }
+
+    /// `POST /ticket` with the queue, subject, priority, body and the fingerprint and severity
+    /// custom fields.
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut cf = Map::new();
+        cf.insert(self.fingerprint_field.clone(), json!(c.fingerprint));
+        if let Some(f) = &self.severity_field {
+            if !c.severity.is_empty() {
+                cf.insert(f.clone(), json!(c.severity));
+            }
+        }
+        let doc = json!({
+            "Queue": self.queue,
+            "Subject": subject(&c.title),
+            "Priority": self.priority(c.priority),
+            "Content": body,
+            "ContentType": "text/plain",
+            "CustomFields": cf,
+        });
+        self.request("POST", format!("{}/ticket", self.api), Some(doc))
+    }
+
     /// The ticket id from `201 {"id": "7", ...}`.
-    pub fn parse_create(
+    fn parse_create(
         &self,
+        _c: &TicketContent,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
@@ -267,8 +241,13 @@ impl Rt {
             .ok_or_else(|| unexpected("no ticket id", body))
     }
 
+    /// `GET /ticket/ID`, to verify what create stored.
+    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.ticket_url(t), None))
+    }
+
     /// Verifies that the ticket read back holds the fingerprint (exactly) and the severity.
-    pub fn parse_read_back(
+    fn parse_read_back(
         &self,
         t: &TicketRef,
         c: &TicketContent,
@@ -317,9 +296,39 @@ impl Rt {
         Ok(())
     }
 
+    /// `POST /ticket/ID/comment`: an internal comment (not mailed to requestors).
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({ "Content": text, "ContentType": "text/plain" });
+        self.request("POST", format!("{}/comment", self.ticket_url(t)), Some(doc))
+    }
+
+    /// `GET /tickets?query='CF.{field}'='FP' AND Status='__Active__'`, oldest first, with the
+    /// fields needed to verify the fingerprint exactly.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let query = format!(
+            "'CF.{{{}}}'='{}' AND Status='__Active__'",
+            self.fingerprint_field,
+            ticket_sql_escape(fingerprint)
+        );
+        let url = format!(
+            "{}/tickets?query={}&fields={}&orderby=id&order=ASC&per_page=100",
+            self.api,
+            percent_encode(&query),
+            percent_encode("Status,Priority,CustomFields"),
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open ticket whose fingerprint equals `fingerprint` exactly (RT's `=` ignores
     /// case).
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -363,9 +372,14 @@ impl Rt {
         Ok(best.map(|(_, id)| TicketRef(id)))
     }
 
+    /// `GET /ticket/ID`, for its `Status`.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.ticket_url(t), None))
+    }
+
     /// `new`, `open`, `stalled` are open; `resolved`, `rejected`, `deleted` closed; any other
     /// status (a custom lifecycle) is `Blocked` rather than guessed.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -391,8 +405,19 @@ impl Rt {
         }
     }
 
+    /// `PUT /ticket/ID {"Status": "open"}`.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        Some(self.request("PUT", self.ticket_url(t), Some(json!({ "Status": "open" }))))
+    }
+
+    /// `PUT /ticket/ID {"Priority": N}`.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "Priority": self.priority(p) });
+        Some(self.request("PUT", self.ticket_url(t), Some(doc)))
+    }
+
     /// 200/201 with a JSON array of messages, none of which is a refusal.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -417,9 +442,19 @@ impl Rt {
         Ok(())
     }
 
+    /// `GET /queue/NAME`: proves the URL and the token, and lists the queue's ticket custom
+    /// fields.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request(
+            "GET",
+            format!("{}/queue/{}", self.api, percent_encode(&self.queue)),
+            None,
+        ))
+    }
+
     /// The queue must exist, be enabled and list the fingerprint (and severity) custom fields
     /// among its ticket custom fields; returns the requests that read those fields.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -483,7 +518,7 @@ impl Rt {
     /// The fingerprint field must take free text; a select severity field must allow every
     /// severity. A 403 (no SeeCustomField on the field itself) skips this check with a
     /// warning: the read-back after each create still catches a dropped value.
-    pub fn parse_check_field(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -545,18 +580,6 @@ impl Rt {
         }
         Ok(())
     }
-
-    /// Adds what the operator should check to RT's terse 401/415 messages.
-    fn hint(&self, status: u16, e: DeliveryError) -> DeliveryError {
-        match (status, e) {
-            (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
-                message: format!(
-                    "{message} (the auth token was refused: check token_env/token_file)"
-                ),
-            },
-            (_, e) => e,
-        }
-    }
 }
 
 /// A ticket or custom field id: RT sends strings, except some numeric top-level ids.
@@ -587,128 +610,6 @@ fn cf_values(fields: &Value, name: &str) -> Option<Vec<String>> {
             })
             .unwrap_or_default(),
     )
-}
-
-/// The [`Api`] of RT: the inherent methods above, which the contract tests also call.
-impl Api for Rt {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Plain
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Rt::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        _c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Rt::parse_create(self, status, headers, body)
-    }
-
-    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Rt::read_back_request(self, t))
-    }
-
-    fn parse_read_back(
-        &self,
-        t: &TicketRef,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Rt::parse_read_back(self, t, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Rt::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Rt::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Rt::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Rt::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Rt::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Rt::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Rt::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Rt::parse_ok(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Rt::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Rt::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Rt::parse_check_field(self, status, headers, body)
-    }
 }
 
 /// Quotes a TicketSQL string value.

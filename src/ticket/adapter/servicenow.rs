@@ -181,7 +181,7 @@ pub struct Servicenow {
     requester: Option<String>,
     priorities: [(u8, u8); 4],
     create_fields: Map<String, Value>,
-    /// Which follow-up of the check [`Servicenow::parse_check_field`] reads next (their
+    /// Which follow-up of the check `parse_check_field` reads next (their
     /// answers do not say which record they were asked for).
     check_step: AtomicUsize,
 }
@@ -260,88 +260,6 @@ impl Servicenow {
         )
     }
 
-    /// `POST /incident` with the title, the body as description, impact and urgency, the
-    /// key in `correlation_id`, and the group and caller when configured; `create_fields`
-    /// fill in the rest. The answer shows what was stored.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut doc = self.create_fields.clone();
-        let (impact, urgency) = self.impact_urgency(c.priority);
-        doc.insert("short_description".into(), json!(short_description(c)));
-        doc.insert("description".into(), json!(body));
-        doc.insert("impact".into(), json!(impact.to_string()));
-        doc.insert("urgency".into(), json!(urgency.to_string()));
-        doc.insert("correlation_id".into(), json!(c.fingerprint));
-        doc.insert("correlation_display".into(), json!("sentinela"));
-        if let Some(g) = &self.group {
-            doc.insert("assignment_group".into(), json!(g));
-        }
-        if let Some(r) = &self.requester {
-            doc.insert("caller_id".into(), json!(r));
-        }
-        let url = format!(
-            "{}/incident?sysparm_exclude_reference_link=true&sysparm_fields={}",
-            self.api,
-            percent_encode("sys_id,number,correlation_id,assignment_group,caller_id")
-        );
-        self.request("POST", url, Some(Value::Object(doc)))
-    }
-
-    /// `PATCH /incident/{sys_id}` with a work note.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let url = self.incident_url(t, "sys_id");
-        self.request("PATCH", url, Some(json!({ "work_notes": text })))
-    }
-
-    /// Open incidents whose `correlation_id` is `fingerprint`, oldest first.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let query = format!(
-            "correlation_id={}^active=true^stateNOT IN{}^ORDERBYsys_created_on",
-            fingerprint.replace('^', "^^"),
-            CLOSED_STATES.join(",")
-        );
-        let url = format!(
-            "{}/incident?sysparm_query={}&sysparm_fields={}&sysparm_exclude_reference_link=true\
-             &sysparm_limit=100",
-            self.api,
-            percent_encode(&query),
-            percent_encode("sys_id,number,correlation_id,state,active,sys_created_on")
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /incident/{sys_id}` for its state.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request(
-            "GET",
-            self.incident_url(t, "sys_id,number,state,active"),
-            None,
-        )
-    }
-
-    /// `PATCH` state 2 (In Progress); the answer shows the state ServiceNow kept.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        let url = self.incident_url(t, "sys_id,number,state,active");
-        self.request("PATCH", url, Some(json!({ "state": REOPEN_STATE })))
-    }
-
-    /// `PATCH` impact and urgency (ServiceNow derives the priority).
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let (impact, urgency) = self.impact_urgency(p);
-        let url = self.incident_url(t, "sys_id,impact,urgency,priority");
-        let doc = json!({ "impact": impact.to_string(), "urgency": urgency.to_string() });
-        self.request("PATCH", url, Some(doc))
-    }
-
-    /// `GET /incident?sysparm_limit=1`: proves the URL, the credentials and the right to read
-    /// incidents.
-    pub fn check_request(&self) -> HttpRequest {
-        let url = format!(
-            "{}/incident?sysparm_limit=1&sysparm_fields=sys_id",
-            self.api
-        );
-        self.request("GET", url, None)
-    }
-
     /// The configured records the check looks up, in order: (table, sys_id, config key).
     fn check_lookups(&self) -> Vec<(&'static str, &str, &'static str)> {
         let mut out = Vec::new();
@@ -370,10 +288,51 @@ impl Servicenow {
             None => Err(unexpected("no result", body)),
         }
     }
+}
+
+impl Api for Servicenow {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: true,
+            read_status: true,
+            separate_state_changes: true,
+            resolve_on_close: false,
+        }
+    }
+
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Plain
+    }
+
+    /// `POST /incident` with the title, the body as description, impact and urgency, the
+    /// key in `correlation_id`, and the group and caller when configured; `create_fields`
+    /// fill in the rest. The answer shows what was stored.
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut doc = self.create_fields.clone();
+        let (impact, urgency) = self.impact_urgency(c.priority);
+        doc.insert("short_description".into(), json!(short_description(c)));
+        doc.insert("description".into(), json!(body));
+        doc.insert("impact".into(), json!(impact.to_string()));
+        doc.insert("urgency".into(), json!(urgency.to_string()));
+        doc.insert("correlation_id".into(), json!(c.fingerprint));
+        doc.insert("correlation_display".into(), json!("sentinela"));
+        if let Some(g) = &self.group {
+            doc.insert("assignment_group".into(), json!(g));
+        }
+        if let Some(r) = &self.requester {
+            doc.insert("caller_id".into(), json!(r));
+        }
+        let url = format!(
+            "{}/incident?sysparm_exclude_reference_link=true&sysparm_fields={}",
+            self.api,
+            percent_encode("sys_id,number,correlation_id,assignment_group,caller_id")
+        );
+        self.request("POST", url, Some(Value::Object(doc)))
+    }
 
     /// The new incident's sys_id, once the answer shows the key (and group and caller) were
     /// stored.
-    pub fn parse_create(
+    fn parse_create(
         &self,
         c: &TicketContent,
         status: u16,
@@ -411,8 +370,38 @@ impl Servicenow {
         Ok(TicketRef(sys_id.to_string()))
     }
 
+    /// `PATCH /incident/{sys_id}` with a work note.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let url = self.incident_url(t, "sys_id");
+        self.request("PATCH", url, Some(json!({ "work_notes": text })))
+    }
+
+    /// Open incidents whose `correlation_id` is `fingerprint`, oldest first.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let query = format!(
+            "correlation_id={}^active=true^stateNOT IN{}^ORDERBYsys_created_on",
+            fingerprint.replace('^', "^^"),
+            CLOSED_STATES.join(",")
+        );
+        let url = format!(
+            "{}/incident?sysparm_query={}&sysparm_fields={}&sysparm_exclude_reference_link=true\
+             &sysparm_limit=100",
+            self.api,
+            percent_encode(&query),
+            percent_encode("sys_id,number,correlation_id,state,active,sys_created_on")
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open incident whose `correlation_id` equals `fingerprint` exactly.
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -439,8 +428,17 @@ impl Servicenow {
         Ok(best.map(|(_, id)| TicketRef(id.to_string())))
     }
 
+    /// `GET /incident/{sys_id}` for its state.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request(
+            "GET",
+            self.incident_url(t, "sys_id,number,state,active"),
+            None,
+        ))
+    }
+
     /// Closed in state 6 (Resolved); closed for good when not `active` or in state 7 or 8.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -464,8 +462,22 @@ impl Servicenow {
         )
     }
 
+    /// `PATCH` state 2 (In Progress); the answer shows the state ServiceNow kept.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let url = self.incident_url(t, "sys_id,number,state,active");
+        Some(self.request("PATCH", url, Some(json!({ "state": REOPEN_STATE }))))
+    }
+
+    /// `PATCH` impact and urgency (ServiceNow derives the priority).
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let (impact, urgency) = self.impact_urgency(p);
+        let url = self.incident_url(t, "sys_id,impact,urgency,priority");
+        let doc = json!({ "impact": impact.to_string(), "urgency": urgency.to_string() });
+        Some(self.request("PATCH", url, Some(doc)))
+    }
+
     /// A 2xx with a `result`; when the result shows a state (a reopen), it must be open.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -488,9 +500,19 @@ impl Servicenow {
         Ok(())
     }
 
+    /// `GET /incident?sysparm_limit=1`: proves the URL, the credentials and the right to read
+    /// incidents.
+    fn check_request(&self) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/incident?sysparm_limit=1&sysparm_fields=sys_id",
+            self.api
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// Reads the incident list answer, then returns the lookups of the configured group and
     /// caller.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -525,7 +547,7 @@ impl Servicenow {
     }
 
     /// The configured group or caller exists and is active.
-    pub fn parse_check_field(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -665,112 +687,6 @@ fn base64(data: &[u8]) -> String {
         }
     }
     out
-}
-
-impl Api for Servicenow {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Plain
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Servicenow::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Servicenow::parse_create(self, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Servicenow::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Servicenow::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Servicenow::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Servicenow::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Servicenow::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Servicenow::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Servicenow::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Servicenow::parse_ok(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Servicenow::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Servicenow::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Servicenow::parse_check_field(self, status, headers, body)
-    }
 }
 
 #[cfg(test)]

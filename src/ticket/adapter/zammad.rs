@@ -200,9 +200,35 @@ impl Zammad {
         format!("{}/tickets/{}", self.api, percent_encode(&t.0))
     }
 
+    /// A successful answer's JSON body (error statuses classified, with hints).
+    fn json_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Value, DeliveryError> {
+        classify(status, headers, body).map_err(|e| hint(status, e))?;
+        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+    }
+}
+
+impl Api for Zammad {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: true,
+            read_status: true,
+            separate_state_changes: true,
+            resolve_on_close: false,
+        }
+    }
+
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Html
+    }
+
     /// `POST /tickets`: title, group, customer, priority, the tags (dedup key included) and
     /// the body as the first article, an internal HTML note; `create_fields` fill in the rest.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
         let title = title_line(&c.title, MAX_TITLE_CHARS);
         let mut doc = Map::new();
         doc.insert("title".into(), json!(title));
@@ -234,97 +260,10 @@ impl Zammad {
         )
     }
 
-    /// `GET /tags?object=Ticket&o_id=ID`: the tags a created ticket really has.
-    pub fn read_back_request(&self, t: &TicketRef) -> HttpRequest {
-        let url = format!(
-            "{}/tags?object=Ticket&o_id={}",
-            self.api,
-            percent_encode(&t.0)
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `POST /ticket_articles`: an internal HTML note.
-    pub fn comment_request(&self, t: &TicketRef, kind: UpdateKind, text: &str) -> HttpRequest {
-        let subject = match kind {
-            UpdateKind::Recurrence => "The incident recurred",
-            UpdateKind::Escalation => "Priority raised",
-            UpdateKind::Reopen => "The incident recurred after the ticket was closed",
-            UpdateKind::Digest => "Storm digest",
-        };
-        let doc = json!({
-            "ticket_id": json_id(&t.0),
-            "subject": subject,
-            "body": text,
-            "content_type": "text/html",
-            "type": "note",
-            "internal": true,
-        });
-        self.request("POST", format!("{}/ticket_articles", self.api), Some(doc))
-    }
-
-    /// `GET /tickets/search?query=tags:"KEY" AND state.name:(open states)&expand=true`,
-    /// oldest first.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let states: Vec<String> = OPEN_STATES
-            .iter()
-            .map(|s| {
-                if s.contains(' ') {
-                    format!("\"{s}\"")
-                } else {
-                    s.to_string()
-                }
-            })
-            .collect();
-        let query = format!(
-            "tags:\"{}\" AND state.name:({})",
-            quote_escape(&Zammad::key_tag(fingerprint)),
-            states.join(" OR ")
-        );
-        let url = format!(
-            "{}/tickets/search?query={}&expand=true&sort_by=created_at&order_by=asc&limit={SEARCH_LIMIT}",
-            self.api,
-            percent_encode(&query),
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /tickets/ID?expand=true`, for the state's name.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", format!("{}?expand=true", self.ticket_url(t)), None)
-    }
-
-    /// `PUT /tickets/ID {"state": "open"}`.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("PUT", self.ticket_url(t), Some(json!({ "state": "open" })))
-    }
-
-    /// `PUT /tickets/ID {"priority_id": N}`.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let doc = json!({ "priority_id": self.priority(p) });
-        self.request("PUT", self.ticket_url(t), Some(doc))
-    }
-
-    /// `GET /users/me?expand=true`: proves the URL and the token, and shows the user's roles
-    /// and groups.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", format!("{}/users/me?expand=true", self.api), None)
-    }
-
-    /// A successful answer's JSON body (error statuses classified, with hints).
-    fn json_answer(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        classify(status, headers, body).map_err(|e| hint(status, e))?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
-    }
-
     /// The ticket id from `201 {"id": 19, ...}`.
-    pub fn parse_create(
+    fn parse_create(
         &self,
+        _c: &TicketContent,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
@@ -336,8 +275,18 @@ impl Zammad {
             .ok_or_else(|| unexpected("no ticket id", body))
     }
 
+    /// `GET /tags?object=Ticket&o_id=ID`: the tags a created ticket really has.
+    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/tags?object=Ticket&o_id={}",
+            self.api,
+            percent_encode(&t.0)
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The created ticket must carry the key tag, exactly.
-    pub fn parse_read_back(
+    fn parse_read_back(
         &self,
         t: &TicketRef,
         c: &TicketContent,
@@ -367,9 +316,62 @@ impl Zammad {
         })
     }
 
-    /// The oldest ticket of the answer in an open state (the search matches states by words).
-    pub fn parse_find_open(
+    /// `POST /ticket_articles`: an internal HTML note.
+    fn comment_request(
         &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let subject = match kind {
+            UpdateKind::Recurrence => "The incident recurred",
+            UpdateKind::Escalation => "Priority raised",
+            UpdateKind::Reopen => "The incident recurred after the ticket was closed",
+            UpdateKind::Digest => "Storm digest",
+        };
+        let doc = json!({
+            "ticket_id": json_id(&t.0),
+            "subject": subject,
+            "body": text,
+            "content_type": "text/html",
+            "type": "note",
+            "internal": true,
+        });
+        self.request("POST", format!("{}/ticket_articles", self.api), Some(doc))
+    }
+
+    /// `GET /tickets/search?query=tags:"KEY" AND state.name:(open states)&expand=true`,
+    /// oldest first.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let states: Vec<String> = OPEN_STATES
+            .iter()
+            .map(|s| {
+                if s.contains(' ') {
+                    format!("\"{s}\"")
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect();
+        let query = format!(
+            "tags:\"{}\" AND state.name:({})",
+            quote_escape(&Zammad::key_tag(fingerprint)),
+            states.join(" OR ")
+        );
+        let url = format!(
+            "{}/tickets/search?query={}&expand=true&sort_by=created_at&order_by=asc&limit={SEARCH_LIMIT}",
+            self.api,
+            percent_encode(&query),
+        );
+        Some(self.request("GET", url, None))
+    }
+
+    /// The oldest ticket of the answer in an open state (the search matches states by words).
+    fn parse_find_open(
+        &self,
+        _fingerprint: &str,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
@@ -395,8 +397,13 @@ impl Zammad {
         Ok(best.map(|id| TicketRef(id.to_string())))
     }
 
+    /// `GET /tickets/ID?expand=true`, for the state's name.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}?expand=true", self.ticket_url(t)), None))
+    }
+
     /// Open and closed states of a default Zammad; any other is `Blocked`.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -424,8 +431,19 @@ impl Zammad {
         }
     }
 
+    /// `PUT /tickets/ID {"state": "open"}`.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        Some(self.request("PUT", self.ticket_url(t), Some(json!({ "state": "open" }))))
+    }
+
+    /// `PUT /tickets/ID {"priority_id": N}`.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "priority_id": self.priority(p) });
+        Some(self.request("PUT", self.ticket_url(t), Some(doc)))
+    }
+
     /// A 2xx with a JSON body; an article Zammad made public is `Blocked`.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -444,9 +462,15 @@ impl Zammad {
         Ok(())
     }
 
+    /// `GET /users/me?expand=true`: proves the URL and the token, and shows the user's roles
+    /// and groups.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}/users/me?expand=true", self.api), None))
+    }
+
     /// The token's user must be an active agent; a group it does not list is only a warning
     /// (roles can grant groups too).
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -515,119 +539,6 @@ fn json_id(id: &str) -> Value {
 /// Escapes `"` and `\` inside a quoted query-string value.
 fn quote_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// The [`Api`] of Zammad: the inherent methods above, which the contract tests also call.
-impl Api for Zammad {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Html
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Zammad::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        _c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Zammad::parse_create(self, status, headers, body)
-    }
-
-    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Zammad::read_back_request(self, t))
-    }
-
-    fn parse_read_back(
-        &self,
-        t: &TicketRef,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Zammad::parse_read_back(self, t, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Zammad::comment_request(self, t, kind, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Zammad::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        _fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Zammad::parse_find_open(self, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Zammad::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Zammad::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Zammad::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Zammad::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Zammad::parse_ok(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Zammad::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Zammad::parse_check(self, status, headers, body)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
