@@ -39,13 +39,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::zammad::{
-    api_base, looks_like_email, merge_fields, numeric_id, reserved_create_fields, title_line,
-};
-use super::zendesk::base64;
 use super::{
-    base_headers, classify, clean_text, header, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, basic_credentials, classify, clean_text, header, json_body, json_request,
+    looks_like_email, merge_fields, numeric_id, one_line, percent_encode, prio_index,
+    reserved_create_fields, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -146,7 +143,7 @@ impl Freshdesk {
         }
         Ok(Freshdesk {
             api: api_base(cfg.url.get_ref(), "/api/v2"),
-            credentials: Secret(base64(format!("{}:X", key.0).as_bytes())),
+            credentials: Secret(basic_credentials(&key.0, "X")),
             requester: cfg
                 .requester
                 .as_ref()
@@ -177,18 +174,16 @@ impl Freshdesk {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header(
-            "Authorization",
-            &format!("Basic {}", self.credentials.0),
-            true,
-        ));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header(
+                "Authorization",
+                &format!("Basic {}", self.credentials.0),
+                true,
+            ),
+            body,
+        )
     }
 
     fn ticket_url(&self, t: &TicketRef) -> String {
@@ -216,20 +211,11 @@ impl Freshdesk {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify_freshdesk(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 }
 
 impl Api for Freshdesk {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Html
     }
@@ -241,7 +227,7 @@ impl Api for Freshdesk {
         let mut doc = Map::new();
         doc.insert(
             "subject".into(),
-            json!(title_line(&c.title, MAX_SUBJECT_CHARS)),
+            json!(one_line(&c.title, MAX_SUBJECT_CHARS, true)),
         );
         doc.insert("description".into(), json!(body));
         doc.insert("email".into(), json!(self.requester));
@@ -559,7 +545,7 @@ fn error_text(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::zammad::tests::{assert_problem, config, problems_of};
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of};
 
     const OK: &str = "[[helpdesk]]\nname = \"fd\"\nkind = \"freshdesk\"\n\
                       url = \"https://acme.freshdesk.com\"\ntoken_env = \"FRESHDESK_KEY\"\n\

@@ -37,13 +37,13 @@
 //!   for OAuth tokens. 429 carries `Retry-After` and `RateLimit-Reset` (unix seconds).
 
 use std::ops::Range;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, header_value, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, classify, header, json_body, json_request, one_line, percent_encode, prio_index,
+    unexpected, unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -192,15 +192,13 @@ impl Gitlab {
                 cfg.name.get_ref()
             )
         })?;
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = base.strip_suffix("/api/v4").unwrap_or(base);
         let defaults = DEFAULT_PRIORITY_LABELS.map(|l| PriorityValue::Text(l.into()));
         let priorities = cfg.priorities(defaults).map(|v| match v {
             PriorityValue::Text(t) => t.trim().to_string(),
             PriorityValue::Int(i) => i.to_string(),
         });
         Ok(Gitlab {
-            api: format!("{base}/api/v4"),
+            api: api_base(cfg.url.get_ref(), "/api/v4"),
             project: cfg
                 .project
                 .as_ref()
@@ -232,14 +230,12 @@ impl Gitlab {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header("PRIVATE-TOKEN", &self.token.0, true));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("PRIVATE-TOKEN", &self.token.0, true),
+            body,
+        )
     }
 
     /// `/projects/<id or URL-encoded path>`
@@ -265,7 +261,7 @@ impl Gitlab {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         self.classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 
     /// [`classify`] with GitLab's error bodies flattened to one message, `RateLimit-Reset`
@@ -285,7 +281,7 @@ impl Gitlab {
                 retry_after: None,
             }) => Err(DeliveryError::Retry {
                 message,
-                retry_after: reset_wait(headers, now),
+                retry_after: unix_reset_wait(headers, "ratelimit-reset", now),
             }),
             Err(DeliveryError::Blocked { message }) if status == 401 => {
                 Err(DeliveryError::Blocked {
@@ -310,15 +306,6 @@ impl Gitlab {
 }
 
 impl Api for Gitlab {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Markdown
     }
@@ -342,7 +329,10 @@ impl Api for Gitlab {
                 doc.insert(k.clone(), v.clone());
             }
         }
-        doc.insert("title".into(), json!(one_line(&c.title, MAX_TITLE_CHARS)));
+        doc.insert(
+            "title".into(),
+            json!(one_line(&c.title, MAX_TITLE_CHARS, false)),
+        );
         doc.insert("description".into(), json!(body));
         doc.insert("issue_type".into(), json!(self.issue_type));
         doc.insert("labels".into(), json!(labels.join(",")));
@@ -603,66 +593,14 @@ fn flatten_error(body: &[u8]) -> Option<Vec<u8>> {
     Some(json!({ "message": text }).to_string().into_bytes())
 }
 
-/// The wait until `RateLimit-Reset` (unix seconds), capped like `Retry-After`.
-fn reset_wait(headers: &[(String, String)], now: SystemTime) -> Option<std::time::Duration> {
-    let reset: u64 = header_value(headers, "ratelimit-reset")?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(std::time::Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER))
-}
-
-/// `title` on one line (line breaks and control characters become spaces, runs of spaces
-/// collapse), cut to `max` characters with `…`.
-fn one_line(title: &str, max: usize) -> String {
-    let mut out = String::with_capacity(title.len());
-    for c in title.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        out.push(c);
-    }
-    if out.chars().count() <= max {
-        return out;
-    }
-    let cut: String = out.chars().take(max - 1).collect();
-    format!("{}…", cut.trim_end())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first `[[helpdesk]]` entry of `text`.
-    fn config(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located(text: &str) -> Vec<String> {
-        config(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| {
-                let at = span.map_or(0, |s| s.start);
-                let l = crate::error::Location::from_offset(std::path::Path::new("c"), text, at);
-                format!("{}:{}: {m}", l.line, l.column)
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, problems_of};
+    use std::time::UNIX_EPOCH;
 
     fn problems(extra: &str) -> Vec<String> {
-        located(&format!(
+        problems_of(&format!(
             "[[helpdesk]]\nname = \"gl\"\nkind = \"gitlab\"\nurl = \"https://gitlab.example.com\"\n\
              token_env = \"GL_TOKEN\"\n{extra}"
         ))
@@ -713,7 +651,7 @@ mod tests {
         }
         let got = problems("project = \"p\"\n").join("\n");
         assert!(got.is_empty(), "{got}");
-        let no_token = located(
+        let no_token = problems_of(
             "[[helpdesk]]\nname = \"gl\"\nkind = \"gitlab\"\nurl = \"https://g\"\nproject = \"p\"\n",
         );
         assert!(
@@ -744,8 +682,8 @@ mod tests {
 
     #[test]
     fn titles_and_errors() {
-        assert_eq!(one_line(" a\r\nb\t c ", 255), "a b c");
-        let t = one_line(&"é".repeat(300), 255);
+        assert_eq!(one_line(" a\r\nb\t c ", 255, false), "a b c");
+        let t = one_line(&"é".repeat(300), 255, false);
         assert_eq!(t.chars().count(), 255);
         assert!(t.ends_with('…'));
         let f = flatten_error(br#"{"message":{"title":["can't be blank"],"labels":["bad"]}}"#);
@@ -757,7 +695,7 @@ mod tests {
         let now = UNIX_EPOCH + std::time::Duration::from_secs(1000);
         let h = vec![("ratelimit-reset".to_string(), "1030".to_string())];
         assert_eq!(
-            reset_wait(&h, now),
+            unix_reset_wait(&h, "ratelimit-reset", now),
             Some(std::time::Duration::from_secs(30))
         );
     }

@@ -36,8 +36,8 @@ use std::sync::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, percent_encode, prio_index, unexpected, Api, Capabilities,
-    HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, base_headers, classify, cut, header, json_body, numeric_id, percent_encode,
+    prio_index, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{self, BodyFormat};
@@ -179,8 +179,6 @@ impl Glpi {
                 cfg.name.get_ref()
             )
         })?;
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = base.strip_suffix("/apirest.php").unwrap_or(base);
         let id = |v: &Option<toml::Spanned<String>>| {
             v.as_ref()
                 .and_then(|s| s.get_ref().trim().parse::<u64>().ok())
@@ -192,7 +190,7 @@ impl Glpi {
             }
         }
         Ok(Glpi {
-            api: format!("{base}/apirest.php"),
+            api: api_base(cfg.url.get_ref(), "/apirest.php"),
             user_token,
             app_token: secrets.app_token,
             session: Mutex::new(None),
@@ -259,20 +257,11 @@ impl Glpi {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 }
 
 impl Api for Glpi {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Html
     }
@@ -306,7 +295,7 @@ impl Api for Glpi {
         body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
         let v = self.json_answer(status, headers, body)?;
-        match v.get("id").and_then(id_of) {
+        match v.get("id").and_then(numeric_id) {
             Some(id) => Ok(TicketRef(id.to_string())),
             None => Err(DeliveryError::Blocked {
                 message: format!(
@@ -383,7 +372,7 @@ impl Api for Glpi {
         for row in rows {
             let id = row
                 .get("2")
-                .and_then(id_of)
+                .and_then(numeric_id)
                 .ok_or_else(|| unexpected("a row without the id (search option 2)", body))?;
             let title = row.get("1").and_then(Value::as_str).unwrap_or("");
             if key_of(title) != Some(fingerprint) {
@@ -391,7 +380,7 @@ impl Api for Glpi {
             }
             if row
                 .get("12")
-                .and_then(id_of)
+                .and_then(numeric_id)
                 .is_some_and(|s| CLOSED_STATUSES.contains(&s))
             {
                 continue;
@@ -422,9 +411,9 @@ impl Api for Glpi {
         let v = self.json_answer(status, headers, body)?;
         let s = v
             .get("status")
-            .and_then(id_of)
+            .and_then(numeric_id)
             .ok_or_else(|| unexpected("no status", body))?;
-        let deleted = v.get("is_deleted").and_then(id_of) == Some(1);
+        let deleted = v.get("is_deleted").and_then(numeric_id) == Some(1);
         match s {
             _ if deleted => Ok(TicketStatus::Final),
             1..=4 => Ok(TicketStatus::Open),
@@ -471,7 +460,7 @@ impl Api for Glpi {
             return Ok(());
         }
         let v = self.json_answer(status, headers, body)?;
-        if v.get("id").and_then(id_of).is_some() {
+        if v.get("id").and_then(numeric_id).is_some() {
             return Ok(());
         }
         let items = match &v {
@@ -525,7 +514,7 @@ impl Api for Glpi {
             .get("active_profile")
             .ok_or_else(|| unexpected("no active_profile", body))?;
         let name = profile.get("name").and_then(Value::as_str).unwrap_or("?");
-        if let Some(rights) = profile.get("ticket").and_then(id_of) {
+        if let Some(rights) = profile.get("ticket").and_then(numeric_id) {
             if rights & RIGHT_CREATE == 0 {
                 return Err(DeliveryError::Blocked {
                     message: format!(
@@ -572,7 +561,7 @@ impl Api for Glpi {
                 }
                 e => e,
             })?;
-        if v.get("is_active").and_then(id_of) == Some(0) {
+        if v.get("is_active").and_then(numeric_id) == Some(0) {
             return Err(DeliveryError::Blocked {
                 message: format!("`{key}` = {id}: {itemtype} {id} is inactive"),
             });
@@ -618,7 +607,7 @@ impl Api for Glpi {
             }
             e => e,
         })?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = json_body(body)?;
         let token = v
             .get("session_token")
             .and_then(Value::as_str)
@@ -647,15 +636,6 @@ fn ticket_id(t: &TicketRef) -> Value {
     t.0.parse::<u64>().map_or_else(|_| json!(t.0), |n| json!(n))
 }
 
-/// A positive number, sent as a JSON number or a string.
-fn id_of(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
 /// The key at the very end of a title (`… [sentinela:KEY]`).
 fn key_of(title: &str) -> Option<&str> {
     let (_, rest) = title
@@ -669,61 +649,25 @@ fn key_of(title: &str) -> Option<&str> {
 fn name(c: &TicketContent) -> String {
     let suffix = format!(" {KEY_PREFIX}{}]", c.fingerprint);
     let room = MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
-    let mut t = render::title(c);
-    if t.chars().count() > room {
-        t = t.chars().take(room.saturating_sub(1)).collect();
-        t.push('…');
-    }
-    t + &suffix
+    cut(&render::title(c), room) + &suffix
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_one(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located_problems(text: &str) -> Vec<String> {
-        let path = std::path::Path::new("c.toml");
-        parse_one(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| match span {
-                Some(s) => {
-                    let l = crate::error::Location::from_offset(path, text, s.start);
-                    format!("{}:{}: {m}", l.line, l.column)
-                }
-                None => m,
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, content, problems_of};
 
     const GLPI: &str = "[[helpdesk]]\nname = \"glpi\"\nkind = \"glpi\"\n\
                         url = \"https://glpi.example.com\"\ntoken_env = \"GLPI_USER_TOKEN\"\n";
 
     #[test]
     fn config_problems_are_located() {
-        assert!(
-            located_problems(GLPI).is_empty(),
-            "{:?}",
-            located_problems(GLPI)
-        );
+        assert!(problems_of(GLPI).is_empty(), "{:?}", problems_of(GLPI));
         let ok = format!(
             "{GLPI}app_token_env = \"GLPI_APP_TOKEN\"\ngroup = \"3\"\nrequester = \"7\"\n\
              priority_map = {{ P1 = \"5/4\", P4 = 1 }}\ncreate_fields = {{ itilcategories_id = 4 }}\n"
         );
-        assert!(
-            located_problems(&ok).is_empty(),
-            "{:?}",
-            located_problems(&ok)
-        );
+        assert!(problems_of(&ok).is_empty(), "{:?}", problems_of(&ok));
         let cases: &[(String, &str)] = &[
             (
                 GLPI.replace("token_env = \"GLPI_USER_TOKEN\"\n", ""),
@@ -759,7 +703,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let got = located_problems(text).join("\n");
+            let got = problems_of(text).join("\n");
             assert!(
                 got.contains(want),
                 "config:\n{text}\ngot: {got}\nwant: {want}"
@@ -772,7 +716,7 @@ mod tests {
             token: Some(Secret("ut".into())),
             ..Secrets::default()
         };
-        Glpi::new(&parse_one(text), secrets).unwrap()
+        Glpi::new(&config(text), secrets).unwrap()
     }
 
     #[test]
@@ -841,25 +785,11 @@ mod tests {
 
     #[test]
     fn names_keep_the_key_within_255_characters() {
-        let mut c = TicketContent {
-            fingerprint: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
-            detector: "d".into(),
-            title: "é".repeat(400),
-            priority: Priority::P3,
-            severity: String::new(),
-            category: String::new(),
-            criticality: String::new(),
-            count: 1,
-            first_seen: String::new(),
-            last_seen: String::new(),
-            source: String::new(),
-            fields: Default::default(),
-            evidence: vec![],
-            description: String::new(),
-            response: String::new(),
-            references: vec![],
-            previous_ticket: None,
-        };
+        let mut c = content(
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            &"é".repeat(400),
+            Priority::P3,
+        );
         let n = name(&c);
         assert_eq!(n.chars().count(), 255);
         assert_eq!(key_of(&n), Some(c.fingerprint.as_str()));

@@ -53,8 +53,9 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, clean_text, header, header_value, percent_encode, prio_index,
-    unexpected, Api, Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, basic_credentials, classify, clean_text, header, header_value, json_body,
+    json_request, one_line, percent_encode, prio_index, unexpected, Api, HelpdeskConfig,
+    PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{fingerprint_marker, BodyFormat};
@@ -251,11 +252,8 @@ impl Jira {
             |v: &Option<toml::Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_string());
         let jsm = trimmed(&cfg.service_desk_id).zip(trimmed(&cfg.request_type_id));
         Ok(Jira {
-            base: cfg.url.get_ref().trim_end_matches('/').to_string(),
-            auth: Secret(format!(
-                "Basic {}",
-                base64(format!("{user}:{}", token.0).as_bytes())
-            )),
+            base: api_base(cfg.url.get_ref(), ""),
+            auth: Secret(format!("Basic {}", basic_credentials(&user, &token.0))),
             project: trimmed(&cfg.project).unwrap_or_default(),
             issue_type: trimmed(&cfg.issue_type).unwrap_or_else(|| DEFAULT_ISSUE_TYPE.into()),
             jsm,
@@ -281,14 +279,12 @@ impl Jira {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header("Authorization", &self.auth.0, true));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("Authorization", &self.auth.0, true),
+            body,
+        )
     }
 
     fn issue_url(&self, t: &TicketRef) -> String {
@@ -371,7 +367,7 @@ impl Jira {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         self.classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 
     /// [`classify`] with Jira's error bodies flattened, `X-RateLimit-Reset` when
@@ -543,15 +539,6 @@ impl Jira {
 }
 
 impl Api for Jira {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Adf
     }
@@ -559,7 +546,7 @@ impl Api for Jira {
     /// `POST /rest/api/3/issue` (or, for JSM, `POST /rest/servicedeskapi/request`) with the
     /// summary, the ADF description and the dedup label.
     fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        let summary = json!(one_line(&c.title, MAX_SUMMARY_CHARS));
+        let summary = json!(one_line(&c.title, MAX_SUMMARY_CHARS, false));
         let description = fit_adf(body);
         let labels = json!(self.labels(c));
         match &self.jsm {
@@ -992,75 +979,10 @@ fn reset_wait(headers: &[(String, String)], now: SystemTime) -> Option<Duration>
     )
 }
 
-/// Standard base64 with padding (RFC 4648), for the basic authentication header.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// `title` on one line (line breaks and control characters become spaces, runs of spaces
-/// collapse), cut to `max` characters with `…`.
-fn one_line(title: &str, max: usize) -> String {
-    let mut out = String::with_capacity(title.len());
-    for c in title.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        out.push(c);
-    }
-    if out.chars().count() <= max {
-        return out;
-    }
-    let cut: String = out.chars().take(max - 1).collect();
-    format!("{}…", cut.trim_end())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first `[[helpdesk]]` entry of `text`.
-    fn config(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located(text: &str) -> Vec<String> {
-        config(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| {
-                let at = span.map_or(0, |s| s.start);
-                let l = crate::error::Location::from_offset(std::path::Path::new("c"), text, at);
-                format!("{}:{}: {m}", l.line, l.column)
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, problems_of};
 
     const BASE: &str = "[[helpdesk]]\nname = \"jira\"\nkind = \"jira\"\n\
                         url = \"https://example.atlassian.net\"\ntoken_env = \"JIRA_TOKEN\"\n";
@@ -1074,7 +996,7 @@ mod tests {
             "username = \"bot@example.com\"\nproject = \"HELP\"\nservice_desk_id = \"3\"\n\
              request_type_id = \"17\"\npriority_map = { P1 = \"Blocker\" }\n",
         ] {
-            let got = located(&format!("{BASE}{ok}"));
+            let got = problems_of(&format!("{BASE}{ok}"));
             assert!(got.is_empty(), "{ok}: {got:?}");
         }
         let u = "username = \"bot@example.com\"\n";
@@ -1119,10 +1041,10 @@ mod tests {
             ),
         ];
         for (extra, want) in cases {
-            let got = located(&format!("{BASE}{extra}")).join("\n");
+            let got = problems_of(&format!("{BASE}{extra}")).join("\n");
             assert!(got.contains(want), "{extra}\n got: {got}\nwant: {want}");
         }
-        let no_token = located(
+        let no_token = problems_of(
             "[[helpdesk]]\nname = \"jira\"\nkind = \"jira\"\nurl = \"https://x\"\n\
              username = \"a@b\"\nproject = \"SEC\"\n",
         );
@@ -1152,11 +1074,6 @@ mod tests {
         );
         // printf 'bot@example.com:tok' | base64
         assert_eq!(j.auth.0, "Basic Ym90QGV4YW1wbGUuY29tOnRvaw==");
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
     }
 
     #[test]

@@ -47,8 +47,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, percent_encode, prio_index, unexpected, Api, Capabilities,
-    HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, classify, header, json_body, json_request, one_line, percent_encode, prio_index,
+    unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -222,7 +222,7 @@ impl Redmine {
         let id_of =
             |v: &Option<toml::Spanned<String>>| v.as_ref().and_then(|s| positive_id(s.get_ref()));
         Ok(Redmine {
-            base: cfg.url.get_ref().trim_end_matches('/').to_string(),
+            base: api_base(cfg.url.get_ref(), ""),
             project: cfg
                 .project
                 .as_ref()
@@ -253,14 +253,12 @@ impl Redmine {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header("X-Redmine-API-Key", &self.token.0, true));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("X-Redmine-API-Key", &self.token.0, true),
+            body,
+        )
     }
 
     fn issue_url(&self, t: &TicketRef) -> String {
@@ -274,13 +272,13 @@ impl Redmine {
     /// The subject: the title on one line, after the tag when the key lives there.
     fn subject(&self, c: &TicketContent) -> String {
         match self.fingerprint_field {
-            Some(_) => one_line(&c.title, MAX_SUBJECT_CHARS),
+            Some(_) => one_line(&c.title, MAX_SUBJECT_CHARS, false),
             None => {
                 let tag = Self::subject_tag(&c.fingerprint);
                 let room = MAX_SUBJECT_CHARS
                     .saturating_sub(tag.chars().count() + 1)
                     .max(1);
-                format!("{tag} {}", one_line(&c.title, room))
+                format!("{tag} {}", one_line(&c.title, room, false))
             }
         }
     }
@@ -327,7 +325,7 @@ impl Redmine {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         self.classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 
     /// [`classify`] with what to check for Redmine's terse 401, 403 and 404.
@@ -506,15 +504,6 @@ impl Redmine {
 }
 
 impl Api for Redmine {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Markdown
     }
@@ -771,53 +760,10 @@ fn cf_value(issue: &Value, id: u64) -> Option<&str> {
         .as_str()
 }
 
-/// `title` on one line (line breaks and control characters become spaces, runs of spaces
-/// collapse), cut to `max` characters with `…`.
-fn one_line(title: &str, max: usize) -> String {
-    let mut out = String::with_capacity(title.len());
-    for c in title.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        out.push(c);
-    }
-    if out.chars().count() <= max {
-        return out;
-    }
-    let cut: String = out.chars().take(max.saturating_sub(1)).collect();
-    format!("{}…", cut.trim_end())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first `[[helpdesk]]` entry of `text`.
-    fn config(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located(text: &str) -> Vec<String> {
-        config(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| {
-                let at = span.map_or(0, |s| s.start);
-                let l = crate::error::Location::from_offset(std::path::Path::new("c"), text, at);
-                format!("{}:{}: {m}", l.line, l.column)
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, content, problems_of};
 
     const BASE: &str = "[[helpdesk]]\nname = \"rm\"\nkind = \"redmine\"\n\
                         url = \"https://redmine.example.com\"\ntoken_env = \"RM_KEY\"\n";
@@ -829,7 +775,7 @@ mod tests {
             "project = \"42\"\nissue_type = \"3\"\nfingerprint_field = \"7\"\n",
             "project = \"sec-ops_2\"\ncreate_fields = { custom_fields = [{ id = 2, value = \"x\" }], assigned_to_id = 5 }\n",
         ] {
-            let got = located(&format!("{BASE}{ok}"));
+            let got = problems_of(&format!("{BASE}{ok}"));
             assert!(got.is_empty(), "{ok}: {got:?}");
         }
         let cases: &[(&str, &str)] = &[
@@ -876,10 +822,10 @@ mod tests {
             ),
         ];
         for (extra, want) in cases {
-            let got = located(&format!("{BASE}{extra}")).join("\n");
+            let got = problems_of(&format!("{BASE}{extra}")).join("\n");
             assert!(got.contains(want), "{extra}\n got: {got}\nwant: {want}");
         }
-        let no_key = located(
+        let no_key = problems_of(
             "[[helpdesk]]\nname = \"rm\"\nkind = \"redmine\"\nurl = \"https://r\"\nproject = \"s\"\n",
         );
         assert!(
@@ -906,25 +852,7 @@ mod tests {
             [5, 3, 2, 1]
         );
         assert_eq!(r.reopen_status(), DEFAULT_REOPEN_STATUS);
-        let mut c = crate::ticket::TicketContent {
-            fingerprint: "ab12".into(),
-            detector: "d".into(),
-            title: "x\ny".into(),
-            priority: Priority::P2,
-            severity: String::new(),
-            category: String::new(),
-            criticality: String::new(),
-            count: 1,
-            first_seen: String::new(),
-            last_seen: String::new(),
-            source: String::new(),
-            fields: Default::default(),
-            evidence: vec![],
-            description: String::new(),
-            response: String::new(),
-            references: vec![],
-            previous_ticket: None,
-        };
+        let mut c = content("ab12", "x\ny", Priority::P2);
         assert_eq!(r.subject(&c), "[sentinela:ab12] x y");
         c.title = "z".repeat(400);
         let s = r.subject(&c);

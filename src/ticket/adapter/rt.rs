@@ -25,8 +25,8 @@ use serde_json::{json, Map, Value};
 use std::ops::Range;
 
 use super::{
-    bad_cf_name, base_headers, classify, header, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, Secret, Secrets,
+    api_base, bad_cf_name, classify, header, id_digits, json_body, json_request, percent_encode,
+    prio_index, unexpected, Api, HelpdeskConfig, Secret, Secrets,
 };
 use crate::detector::Severity;
 use crate::policy::Priority;
@@ -111,11 +111,9 @@ impl Rt {
                 cfg.name.get_ref()
             )
         })?;
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = base.strip_suffix("/REST/2.0").unwrap_or(base);
         Ok(Rt {
             name: cfg.name.get_ref().clone(),
-            api: format!("{base}/REST/2.0"),
+            api: api_base(cfg.url.get_ref(), "/REST/2.0"),
             queue: cfg
                 .queue
                 .as_ref()
@@ -139,18 +137,12 @@ impl Rt {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header(
-            "Authorization",
-            &format!("token {}", self.token.0),
-            true,
-        ));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("Authorization", &format!("token {}", self.token.0), true),
+            body,
+        )
     }
 
     fn ticket_url(&self, t: &TicketRef) -> String {
@@ -175,7 +167,7 @@ impl Rt {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 
     /// Adds what the operator should check to RT's terse 401/415 messages.
@@ -192,15 +184,6 @@ impl Rt {
 }
 
 impl Api for Rt {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Plain
     }
@@ -236,7 +219,7 @@ impl Api for Rt {
     ) -> Result<TicketRef, DeliveryError> {
         let v = self.json_answer(status, headers, body)?;
         v.get("id")
-            .and_then(id_of)
+            .and_then(id_digits)
             .map(TicketRef)
             .ok_or_else(|| unexpected("no ticket id", body))
     }
@@ -342,7 +325,7 @@ impl Api for Rt {
             .ok_or_else(|| unexpected("no items", body))?;
         let mut best: Option<(u64, String)> = None;
         for item in items {
-            let Some(id) = item.get("id").and_then(id_of) else {
+            let Some(id) = item.get("id").and_then(id_digits) else {
                 return Err(unexpected("a search result without an id", body));
             };
             let values = item
@@ -470,7 +453,7 @@ impl Api for Rt {
             },
             (_, e) => self.hint(status, e),
         })?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = json_body(body)?;
         if v.get("Disabled").and_then(Value::as_str) == Some("1") {
             return Err(DeliveryError::Blocked {
                 message: format!("queue {:?} is disabled", self.queue),
@@ -482,7 +465,7 @@ impl Api for Rt {
             .ok_or_else(|| unexpected("no TicketCustomFields", body))?;
         let listed: Vec<(&str, String)> = fields
             .iter()
-            .filter_map(|f| Some((f.get("name")?.as_str()?, f.get("id").and_then(id_of)?)))
+            .filter_map(|f| Some((f.get("name")?.as_str()?, f.get("id").and_then(id_digits)?)))
             .collect();
         let mut wanted = vec![(&self.fingerprint_field, "the fingerprint (dedup key)")];
         if let Some(f) = &self.severity_field {
@@ -582,16 +565,6 @@ impl Api for Rt {
     }
 }
 
-/// A ticket or custom field id: RT sends strings, except some numeric top-level ids.
-fn id_of(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.as_u64()?.to_string(),
-        _ => return None,
-    };
-    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
-}
-
 /// The values of custom field `name` in an RT `CustomFields` array (`None`: not listed).
 fn cf_values(fields: &Value, name: &str) -> Option<Vec<String>> {
     let f = fields.as_array()?.iter().find(|f| {
@@ -655,10 +628,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_quotes() {
-        assert_eq!(id_of(&json!("12")), Some("12".into()));
-        assert_eq!(id_of(&json!(12)), Some("12".into()));
-        assert_eq!(id_of(&json!("1/2")), None);
+    fn quotes() {
         assert_eq!(ticket_sql_escape(r"a'b\c"), r"a\'b\\c");
     }
 }

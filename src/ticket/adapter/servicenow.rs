@@ -36,13 +36,13 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, header_value, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, basic_credentials, classify, cut, header, json_body, json_request, percent_encode,
+    prio_index, unexpected, unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{self, BodyFormat};
@@ -198,15 +198,13 @@ impl Servicenow {
         let auth = match &cfg.username {
             Some(u) => Auth::Basic(Secret(format!(
                 "Basic {}",
-                base64(format!("{}:{}", u.get_ref().trim(), token.0).as_bytes())
+                basic_credentials(u.get_ref().trim(), &token.0)
             ))),
             None => Auth::ApiKey(token),
         };
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = ["/api/now/table", "/api/now"]
-            .iter()
-            .find_map(|s| base.strip_suffix(s))
-            .unwrap_or(base);
+        // The instance address, or the API's (`/api/now/table`, `/api/now`).
+        let url = cfg.url.get_ref().trim().trim_end_matches('/');
+        let url = url.strip_suffix("/api/now").unwrap_or(url);
         let trimmed = |v: &Option<toml::Spanned<String>>| {
             v.as_ref().map(|s| s.get_ref().trim().to_ascii_lowercase())
         };
@@ -217,7 +215,7 @@ impl Servicenow {
             }
         }
         Ok(Servicenow {
-            api: format!("{base}/api/now/table"),
+            api: api_base(url, "/api/now/table"),
             auth,
             group: trimmed(&cfg.group),
             requester: trimmed(&cfg.requester),
@@ -240,14 +238,7 @@ impl Servicenow {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(self.auth_header());
-        HttpRequest {
-            method: method.into(),
-            url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+        json_request(method, url, self.auth_header(), body)
     }
 
     /// `{api}/incident/{sys_id}` with the fields to return.
@@ -281,8 +272,7 @@ impl Servicenow {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify_sn(status, headers, body)?;
-        let mut v: Value =
-            serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let mut v: Value = json_body(body)?;
         match v.get_mut("result") {
             Some(r) => Ok(r.take()),
             None => Err(unexpected("no result", body)),
@@ -291,15 +281,6 @@ impl Servicenow {
 }
 
 impl Api for Servicenow {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Plain
     }
@@ -620,7 +601,7 @@ pub fn classify_sn(
             retry_after: None,
         }) if status == 429 => Err(DeliveryError::Retry {
             message,
-            retry_after: rate_limit_reset(headers, SystemTime::now()),
+            retry_after: unix_reset_wait(headers, "x-ratelimit-reset", SystemTime::now()),
         }),
         Err(DeliveryError::Blocked { message }) if status == 401 => Err(DeliveryError::Blocked {
             message: format!(
@@ -646,76 +627,17 @@ fn error_text(body: &[u8]) -> Option<String> {
     })
 }
 
-/// The wait until `X-RateLimit-Reset` (unix seconds), capped at [`MAX_RETRY_AFTER`].
-pub fn rate_limit_reset(headers: &[(String, String)], now: SystemTime) -> Option<Duration> {
-    let reset: u64 = header_value(headers, "x-ratelimit-reset")?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER))
-}
-
 /// The title on one line, cut to `short_description`'s 160 characters.
 fn short_description(c: &TicketContent) -> String {
-    let t = render::title(c);
-    if t.chars().count() <= MAX_SHORT_DESCRIPTION_CHARS {
-        return t;
-    }
-    let mut cut: String = t.chars().take(MAX_SHORT_DESCRIPTION_CHARS - 1).collect();
-    cut.push('…');
-    cut
-}
-
-/// Standard base64 with padding (RFC 4648), for the basic auth header.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    cut(&render::title(c), MAX_SHORT_DESCRIPTION_CHARS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_one(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located_problems(text: &str) -> Vec<String> {
-        let path = std::path::Path::new("c.toml");
-        parse_one(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| match span {
-                Some(s) => {
-                    let l = crate::error::Location::from_offset(path, text, s.start);
-                    format!("{}:{}: {m}", l.line, l.column)
-                }
-                None => m,
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, problems_of};
+    use crate::ticket::adapter::MAX_RETRY_AFTER;
+    use std::time::{Duration, UNIX_EPOCH};
 
     const SN: &str = "[[helpdesk]]\nname = \"sn\"\nkind = \"servicenow\"\n\
                       url = \"https://acme.service-now.com\"\ntoken_env = \"SN_PASSWORD\"\n\
@@ -724,21 +646,13 @@ mod tests {
 
     #[test]
     fn config_problems_are_located() {
-        assert!(
-            located_problems(SN).is_empty(),
-            "{:?}",
-            located_problems(SN)
-        );
+        assert!(problems_of(SN).is_empty(), "{:?}", problems_of(SN));
         let ok = format!(
             "{SN}group = \"{GROUP}\"\nrequester = \"{}\"\n\
              priority_map = {{ P1 = \"1/1\", P4 = 3 }}\ncreate_fields = {{ category = \"security\" }}\n",
             GROUP.to_uppercase()
         );
-        assert!(
-            located_problems(&ok).is_empty(),
-            "{:?}",
-            located_problems(&ok)
-        );
+        assert!(problems_of(&ok).is_empty(), "{:?}", problems_of(&ok));
         let cases: &[(String, &str)] = &[
             (
                 SN.replace("token_env = \"SN_PASSWORD\"\n", ""),
@@ -779,7 +693,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let got = located_problems(text).join("\n");
+            let got = problems_of(text).join("\n");
             assert!(
                 got.contains(want),
                 "config:\n{text}\ngot: {got}\nwant: {want}"
@@ -792,7 +706,7 @@ mod tests {
             token: Some(Secret("pw".into())),
             ..Secrets::default()
         };
-        Servicenow::new(&parse_one(text), secrets).unwrap()
+        Servicenow::new(&config(text), secrets).unwrap()
     }
 
     #[test]
@@ -825,21 +739,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-    }
-
-    #[test]
     fn errors_and_rate_limits() {
         let e = classify_sn(
             400,
@@ -854,9 +753,15 @@ mod tests {
         );
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let h = vec![("x-ratelimit-reset".to_string(), "1000120".to_string())];
-        assert_eq!(rate_limit_reset(&h, now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            unix_reset_wait(&h, "x-ratelimit-reset", now),
+            Some(Duration::from_secs(120))
+        );
         let h = vec![("x-ratelimit-reset".to_string(), "999999999".to_string())];
-        assert_eq!(rate_limit_reset(&h, now), Some(MAX_RETRY_AFTER));
-        assert_eq!(rate_limit_reset(&[], now), None);
+        assert_eq!(
+            unix_reset_wait(&h, "x-ratelimit-reset", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(unix_reset_wait(&[], "x-ratelimit-reset", now), None);
     }
 }

@@ -49,7 +49,8 @@ use std::ops::Range;
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, percent_encode, prio_index, unexpected, Api, Capabilities,
+    api_base, classify, header, json_body, json_request, looks_like_email, merge_fields,
+    numeric_id, one_line, percent_encode, prio_index, reserved_create_fields, unexpected, Api,
     HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
@@ -182,18 +183,16 @@ impl Zammad {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header(
-            "Authorization",
-            &format!("Token token={}", self.token.0),
-            true,
-        ));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header(
+                "Authorization",
+                &format!("Token token={}", self.token.0),
+                true,
+            ),
+            body,
+        )
     }
 
     fn ticket_url(&self, t: &TicketRef) -> String {
@@ -208,20 +207,11 @@ impl Zammad {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify(status, headers, body).map_err(|e| hint(status, e))?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 }
 
 impl Api for Zammad {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Html
     }
@@ -229,7 +219,7 @@ impl Api for Zammad {
     /// `POST /tickets`: title, group, customer, priority, the tags (dedup key included) and
     /// the body as the first article, an internal HTML note; `create_fields` fill in the rest.
     fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        let title = title_line(&c.title, MAX_TITLE_CHARS);
+        let title = one_line(&c.title, MAX_TITLE_CHARS, true);
         let mut doc = Map::new();
         doc.insert("title".into(), json!(title));
         doc.insert("group".into(), json!(self.group));
@@ -541,166 +531,10 @@ fn quote_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-// ---------------------------------------------------------------------------------------------
-// Helpers shared with the Zendesk and Freshdesk adapters
-// ---------------------------------------------------------------------------------------------
-
-/// `url` without a trailing `/` or `suffix` (an operator may paste the API address), then
-/// `suffix`: `https://x.example.com/` and `https://x.example.com/api/v1` both give
-/// `https://x.example.com/api/v1`.
-pub(crate) fn api_base(url: &str, suffix: &str) -> String {
-    let base = url.trim().trim_end_matches('/');
-    let base = base.strip_suffix(suffix).unwrap_or(base);
-    format!("{}{suffix}", base.trim_end_matches('/'))
-}
-
-/// A title as help desks show it in lists and notification subjects: one line (control
-/// characters and runs of white space become one space; zero-width and bidi controls, which
-/// could disguise attacker text, are dropped), at most `max` characters, cut with `…`.
-pub(crate) fn title_line(title: &str, max: usize) -> String {
-    let mut out = String::with_capacity(title.len().min(max * 4));
-    for c in title.trim().chars() {
-        if matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-        {
-            continue;
-        }
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
-            continue;
-        }
-        out.push(c);
-    }
-    let out = out.trim_end();
-    if out.chars().count() <= max {
-        return out.to_string();
-    }
-    let mut cut: String = out.chars().take(max.saturating_sub(1)).collect();
-    cut.truncate(cut.trim_end().len());
-    cut.push('…');
-    cut
-}
-
-/// A numeric id from JSON: a number, or a string of digits.
-pub(crate) fn numeric_id(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().ok()
-        }
-        _ => None,
-    }
-}
-
-/// Merges `create_fields` into a create body without replacing what sentinela set; `tags`
-/// (an array, or Zammad's comma-separated string) are the union, sentinela's first.
-pub(crate) fn merge_fields(doc: &mut Map<String, Value>, extra: &Map<String, Value>) {
-    for (k, v) in extra {
-        match (doc.get_mut(k), v) {
-            (None, _) => {
-                doc.insert(k.clone(), v.clone());
-            }
-            (Some(Value::Array(ours)), Value::Array(theirs)) if k == "tags" => {
-                for t in theirs {
-                    if !ours.contains(t) {
-                        ours.push(t.clone());
-                    }
-                }
-            }
-            (Some(Value::String(ours)), Value::String(theirs)) if k == "tags" => {
-                let mut all: Vec<String> = ours.split(',').map(str::to_string).collect();
-                for t in theirs.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    if !all.iter().any(|x| x == t) {
-                        all.push(t.to_string());
-                    }
-                }
-                *ours = all.join(",");
-            }
-            _ => {} // sentinela's value stays
-        }
-    }
-}
-
-/// Reports `create_fields` keys that sentinela sets itself (they would be ignored).
-pub(crate) fn reserved_create_fields(
-    cfg: &HelpdeskConfig,
-    reserved: &[&str],
-    err: &mut dyn FnMut(Option<Range<usize>>, String),
-) {
-    if let Some(t) = &cfg.create_fields {
-        for key in t.get_ref().keys() {
-            if reserved.contains(&key.as_str()) {
-                err(
-                    Some(t.span()),
-                    format!(
-                        "`create_fields` must not set `{key}`: sentinela sets it (see the \
-                         {} section of the documentation)",
-                        cfg.kind.get_ref().display_name()
-                    ),
-                );
-            }
-        }
-    }
-}
-
-/// A plain e-mail address (`local@domain.tld`), as help desks accept for users: no display
-/// name, spaces, quotes or list separators.
-pub(crate) fn looks_like_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@')
-        && s.chars().all(|c| {
-            !c.is_whitespace() && !c.is_control() && !matches!(c, ',' | ';' | '<' | '>' | '"')
-        })
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::path::Path;
-
-    #[derive(Debug, serde::Deserialize)]
-    struct File {
-        helpdesk: Vec<HelpdeskConfig>,
-    }
-
-    /// The config of the first entry of `text`.
-    pub(crate) fn config(text: &str) -> HelpdeskConfig {
-        let mut f: File = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        f.helpdesk.remove(0)
-    }
-
-    /// The problems of the first entry of `text`, as `line:column: message`.
-    pub(crate) fn problems_of(text: &str) -> Vec<String> {
-        config(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| match span {
-                Some(s) => {
-                    let l = crate::error::Location::from_offset(Path::new("c.toml"), text, s.start);
-                    format!("{}:{}: {m}", l.line, l.column)
-                }
-                None => m,
-            })
-            .collect()
-    }
-
-    /// Asserts that the problems of `text` include `want`.
-    pub(crate) fn assert_problem(text: &str, want: &str) {
-        let got = problems_of(text).join("\n");
-        assert!(
-            got.contains(want),
-            "config:\n{text}\n got: {got}\nwant: {want}"
-        );
-    }
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of};
 
     const OK: &str = "[[helpdesk]]\nname = \"zammad\"\nkind = \"zammad\"\n\
                       url = \"https://zammad.example.com\"\ntoken_env = \"ZAMMAD_TOKEN\"\n\
@@ -783,18 +617,6 @@ pub(crate) mod tests {
 
     #[test]
     fn base_urls_are_normalised() {
-        for url in [
-            "https://z.example",
-            "https://z.example/",
-            "https://z.example/api/v1",
-            "https://z.example/api/v1/",
-        ] {
-            assert_eq!(
-                api_base(url, "/api/v1"),
-                "https://z.example/api/v1",
-                "{url}"
-            );
-        }
         assert_eq!(
             zammad(&OK.replace("zammad.example.com", "zammad.example.com/")).api(),
             "https://zammad.example.com/api/v1"
@@ -802,58 +624,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn titles_are_one_line_and_cut() {
-        assert_eq!(
-            title_line(" a\r\nb\t\tc \u{202e}d\u{200b}e ", 100),
-            "a b c de"
-        );
-        let long = "é".repeat(300);
-        let t = title_line(&long, 250);
-        assert_eq!(t.chars().count(), 250);
-        assert!(t.ends_with('…'));
-        assert_eq!(title_line("abc", 3), "abc");
-        assert_eq!(title_line("abcd", 3), "ab…");
-    }
-
-    #[test]
-    fn create_fields_never_replace_ours_and_tags_are_merged() {
-        let mut doc = Map::new();
-        doc.insert("title".into(), json!("ours"));
-        doc.insert("tags".into(), json!(["a", "b"]));
-        let extra = json!({"title": "theirs", "tags": ["b", "c"], "type": "x"});
-        merge_fields(&mut doc, extra.as_object().unwrap());
-        assert_eq!(
-            Value::Object(doc),
-            json!({"title": "ours", "tags": ["a", "b", "c"], "type": "x"})
-        );
-        let mut doc = Map::new();
-        doc.insert("tags".into(), json!("sentinela,sentinela-1"));
-        merge_fields(
-            &mut doc,
-            json!({"tags": "ids, sentinela"}).as_object().unwrap(),
-        );
-        assert_eq!(doc["tags"], json!("sentinela,sentinela-1,ids"));
-    }
-
-    #[test]
-    fn ids_emails_and_quotes() {
-        assert_eq!(numeric_id(&json!(12)), Some(12));
-        assert_eq!(numeric_id(&json!("12")), Some(12));
-        assert_eq!(numeric_id(&json!("1/2")), None);
-        assert_eq!(numeric_id(&json!(-1)), None);
+    fn ids_and_quotes() {
         assert_eq!(json_id("12"), json!(12));
-        assert!(looks_like_email("a.b+c@example.co"));
-        for bad in [
-            "a",
-            "a@b",
-            "@b.c",
-            "a b@c.d",
-            "a@b.c,d@e.f",
-            "\"a\"@b.c",
-            "a@.b",
-        ] {
-            assert!(!looks_like_email(bad), "{bad}");
-        }
         assert_eq!(quote_escape(r#"a"b\c"#), r#"a\"b\\c"#);
     }
 }

@@ -48,12 +48,11 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::zammad::{
-    api_base, looks_like_email, merge_fields, numeric_id, reserved_create_fields, title_line,
-};
 use super::{
-    base_headers, classify, clean_text, header, header_value, percent_encode, prio_index,
-    unexpected, Api, Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, basic_credentials, classify, clean_text, header, header_value, json_body,
+    json_request, looks_like_email, merge_fields, numeric_id, one_line, percent_encode, prio_index,
+    reserved_create_fields, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    MAX_RETRY_AFTER,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -163,7 +162,7 @@ impl Zendesk {
         });
         Ok(Zendesk {
             api: api_base(cfg.url.get_ref(), "/api/v2"),
-            credentials: Secret(base64(format!("{email}/token:{}", token.0).as_bytes())),
+            credentials: Secret(basic_credentials(&format!("{email}/token"), &token.0)),
             group: cfg
                 .group
                 .as_ref()
@@ -193,18 +192,16 @@ impl Zendesk {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header(
-            "Authorization",
-            &format!("Basic {}", self.credentials.0),
-            true,
-        ));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header(
+                "Authorization",
+                &format!("Basic {}", self.credentials.0),
+                true,
+            ),
+            body,
+        )
     }
 
     fn ticket_url(&self, t: &TicketRef) -> String {
@@ -224,20 +221,11 @@ impl Zendesk {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify_zendesk(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 }
 
 impl Api for Zendesk {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Html
     }
@@ -249,7 +237,7 @@ impl Api for Zendesk {
         let mut t = Map::new();
         t.insert(
             "subject".into(),
-            json!(title_line(&c.title, MAX_SUBJECT_CHARS)),
+            json!(one_line(&c.title, MAX_SUBJECT_CHARS, true)),
         );
         t.insert(
             "comment".into(),
@@ -657,30 +645,10 @@ fn reset_after(headers: &[(String, String)]) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// Standard base64 with padding (RFC 4648), for basic authentication.
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::zammad::tests::{assert_problem, config, problems_of};
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of};
 
     const OK: &str = "[[helpdesk]]\nname = \"zd\"\nkind = \"zendesk\"\n\
                       url = \"https://acme.zendesk.com\"\ntoken_env = \"ZENDESK_TOKEN\"\n\
@@ -760,22 +728,6 @@ mod tests {
         let z = zendesk(&format!("{OK}priority_map = {{ P1 = \"High\" }}\n"));
         assert_eq!(z.priority(Priority::P1), "high");
         assert_eq!(z.api(), "https://acme.zendesk.com/api/v2");
-    }
-
-    #[test]
-    fn base64_follows_rfc_4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]
