@@ -545,18 +545,14 @@ fn error_text(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of};
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of, token};
 
     const OK: &str = "[[helpdesk]]\nname = \"fd\"\nkind = \"freshdesk\"\n\
                       url = \"https://acme.freshdesk.com\"\ntoken_env = \"FRESHDESK_KEY\"\n\
                       requester = \"secops@example.com\"\n";
 
     fn freshdesk(text: &str) -> Freshdesk {
-        let secrets = Secrets {
-            token: Some(Secret("k3y".into())),
-            ..Secrets::default()
-        };
-        Freshdesk::new(&config(text), secrets).unwrap()
+        Freshdesk::new(&config(text), token("k3y")).unwrap()
     }
 
     #[test]

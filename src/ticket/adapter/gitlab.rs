@@ -596,7 +596,7 @@ fn flatten_error(body: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{config, problems_of};
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
     use std::time::UNIX_EPOCH;
 
     fn problems(extra: &str) -> Vec<String> {
@@ -666,14 +666,7 @@ mod tests {
             "[[helpdesk]]\nname = \"gl\"\nkind = \"gitlab\"\nurl = \"https://g/api/v4/\"\n\
              token_env = \"T\"\nproject = \"p\"\npriority_map = { P1 = \"sev::critical\" }\n",
         );
-        let g = Gitlab::new(
-            &cfg,
-            Secrets {
-                token: Some(Secret("t".into())),
-                ..Secrets::default()
-            },
-        )
-        .unwrap();
+        let g = Gitlab::new(&cfg, token("t")).unwrap();
         assert_eq!(g.api(), "https://g/api/v4");
         assert_eq!(g.priority(Priority::P1), "sev::critical");
         assert_eq!(g.priority(Priority::P2), "priority::2");

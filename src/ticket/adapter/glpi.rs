@@ -655,7 +655,7 @@ fn name(c: &TicketContent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{config, content, problems_of};
+    use crate::ticket::adapter::test_support::{config, content, problems_of, token};
 
     const GLPI: &str = "[[helpdesk]]\nname = \"glpi\"\nkind = \"glpi\"\n\
                         url = \"https://glpi.example.com\"\ntoken_env = \"GLPI_USER_TOKEN\"\n";
@@ -712,11 +712,7 @@ mod tests {
     }
 
     fn glpi(text: &str) -> Glpi {
-        let secrets = Secrets {
-            token: Some(Secret("ut".into())),
-            ..Secrets::default()
-        };
-        Glpi::new(&config(text), secrets).unwrap()
+        Glpi::new(&config(text), token("ut")).unwrap()
     }
 
     #[test]

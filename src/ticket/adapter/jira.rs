@@ -982,7 +982,7 @@ fn reset_wait(headers: &[(String, String)], now: SystemTime) -> Option<Duration>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{config, problems_of};
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
 
     const BASE: &str = "[[helpdesk]]\nname = \"jira\"\nkind = \"jira\"\n\
                         url = \"https://example.atlassian.net\"\ntoken_env = \"JIRA_TOKEN\"\n";
@@ -1060,14 +1060,7 @@ mod tests {
             "{BASE}username = \"bot@example.com\"\nproject = \"SEC\"\n\
              priority_map = {{ P4 = \"Lowest\" }}\n"
         ));
-        let j = Jira::new(
-            &cfg,
-            Secrets {
-                token: Some(Secret("tok".into())),
-                ..Secrets::default()
-            },
-        )
-        .unwrap();
+        let j = Jira::new(&cfg, token("tok")).unwrap();
         assert_eq!(
             [Priority::P1, Priority::P2, Priority::P3, Priority::P4].map(|p| j.priority(p)),
             ["Highest", "High", "Medium", "Lowest"]

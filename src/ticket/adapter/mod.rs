@@ -2175,7 +2175,7 @@ pub(crate) fn unexpected(what: &str, body: &[u8]) -> DeliveryError {
 pub(crate) mod test_support {
     use std::path::Path;
 
-    use super::HelpdeskConfig;
+    use super::{HelpdeskConfig, Secret, Secrets};
     use crate::policy::Priority;
     use crate::ticket::TicketContent;
 
@@ -2212,6 +2212,14 @@ pub(crate) mod test_support {
             got.contains(want),
             "config:\n{text}\n got: {got}\nwant: {want}"
         );
+    }
+
+    /// Secrets with only the token `token`.
+    pub(crate) fn token(token: &str) -> Secrets {
+        Secrets {
+            token: Some(Secret(token.into())),
+            ..Secrets::default()
+        }
     }
 
     /// An incident with `fingerprint`, `title` and `priority`, and nothing else.

@@ -356,7 +356,7 @@ impl Api for Pagerduty {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{config, problems_of};
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
 
     const PD: &str = "[[helpdesk]]\nname = \"pd\"\nkind = \"pagerduty\"\n\
                       url = \"https://events.pagerduty.com\"\ntoken_env = \"PD_ROUTING_KEY\"\n";
@@ -405,13 +405,7 @@ mod tests {
 
     #[test]
     fn severities_default_and_map() {
-        let pd = |text: &str| {
-            let secrets = Secrets {
-                token: Some(Secret("k".into())),
-                ..Secrets::default()
-            };
-            Pagerduty::new(&config(text), secrets).unwrap()
-        };
+        let pd = |text: &str| Pagerduty::new(&config(text), token("k")).unwrap();
         let a = pd(PD);
         let all = [Priority::P1, Priority::P2, Priority::P3, Priority::P4];
         assert_eq!(

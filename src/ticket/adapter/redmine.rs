@@ -763,7 +763,7 @@ fn cf_value(issue: &Value, id: u64) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{config, content, problems_of};
+    use crate::ticket::adapter::test_support::{config, content, problems_of, token};
 
     const BASE: &str = "[[helpdesk]]\nname = \"rm\"\nkind = \"redmine\"\n\
                         url = \"https://redmine.example.com\"\ntoken_env = \"RM_KEY\"\n";
@@ -839,14 +839,7 @@ mod tests {
         let cfg = config(&format!(
             "{BASE}project = \"s\"\npriority_map = {{ P1 = 5 }}\n"
         ));
-        let r = Redmine::new(
-            &cfg,
-            Secrets {
-                token: Some(Secret("k".into())),
-                ..Secrets::default()
-            },
-        )
-        .unwrap();
+        let r = Redmine::new(&cfg, token("k")).unwrap();
         assert_eq!(
             [Priority::P1, Priority::P2, Priority::P3, Priority::P4].map(|p| r.priority(p)),
             [5, 3, 2, 1]

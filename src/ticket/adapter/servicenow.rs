@@ -635,7 +635,7 @@ fn short_description(c: &TicketContent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{config, problems_of};
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
     use crate::ticket::adapter::MAX_RETRY_AFTER;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -702,11 +702,7 @@ mod tests {
     }
 
     fn sn(text: &str) -> Servicenow {
-        let secrets = Secrets {
-            token: Some(Secret("pw".into())),
-            ..Secrets::default()
-        };
-        Servicenow::new(&config(text), secrets).unwrap()
+        Servicenow::new(&config(text), token("pw")).unwrap()
     }
 
     #[test]

@@ -534,18 +534,14 @@ fn quote_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of};
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of, token};
 
     const OK: &str = "[[helpdesk]]\nname = \"zammad\"\nkind = \"zammad\"\n\
                       url = \"https://zammad.example.com\"\ntoken_env = \"ZAMMAD_TOKEN\"\n\
                       group = \"Security\"\nrequester = \"secops@example.com\"\n";
 
     fn zammad(text: &str) -> Zammad {
-        let secrets = Secrets {
-            token: Some(Secret("t0k3n".into())),
-            ..Secrets::default()
-        };
-        Zammad::new(&config(text), secrets).unwrap()
+        Zammad::new(&config(text), token("t0k3n")).unwrap()
     }
 
     #[test]

@@ -648,18 +648,14 @@ fn reset_after(headers: &[(String, String)]) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of};
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of, token};
 
     const OK: &str = "[[helpdesk]]\nname = \"zd\"\nkind = \"zendesk\"\n\
                       url = \"https://acme.zendesk.com\"\ntoken_env = \"ZENDESK_TOKEN\"\n\
                       username = \"bot@example.com\"\n";
 
     fn zendesk(text: &str) -> Zendesk {
-        let secrets = Secrets {
-            token: Some(Secret("t0k3n".into())),
-            ..Secrets::default()
-        };
-        Zendesk::new(&config(text), secrets).unwrap()
+        Zendesk::new(&config(text), token("t0k3n")).unwrap()
     }
 
     #[test]
