@@ -20,9 +20,11 @@
 //! redacted in [`HttpRequest::display_redacted`] and are scrubbed from error messages in case a
 //! help desk echoes them back.
 //!
-//! Each help desk module implements the crate-internal `Api` trait (builders and parsers only) and exports `KEYS`
-//! (the config keys only it accepts) and `problems` (its config checks); [`Adapter`] wraps it
-//! with what every help desk shares. Adding a help desk is one module, one [`HelpdeskKind`]
+//! Each help desk module implements the crate-internal `Api` trait (builders and parsers only)
+//! and exports `KEYS` (the config keys only it accepts) and `problems` (its config checks);
+//! [`Adapter`] wraps it with what every help desk shares. What several modules need (JSON
+//! requests and answers, API base URLs, basic credentials, one-line titles, JSON ids,
+//! rate-limit resets) is here too. Adding a help desk is one module, one [`HelpdeskKind`]
 //! variant and its contract tests.
 //!
 //! - [`rt`]: Request Tracker 5, REST 2.0.
@@ -1012,7 +1014,8 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 /// A title as help desks show it in lists and notification subjects: one line (control
 /// characters and runs of white space become one space, none at either end), at most
 /// `max_chars` characters, cut with `…`. With `drop_invisible`, zero-width and bidi controls,
-/// which could disguise attacker text, are dropped as well.
+/// which could disguise attacker text, are dropped as well (Zammad, Zendesk and Freshdesk drop
+/// them; Jira, GitLab and Redmine keep them, as they always have).
 pub(crate) fn one_line(title: &str, max_chars: usize, drop_invisible: bool) -> String {
     let mut out = String::with_capacity(title.len().min(max_chars * 4));
     for c in title.trim().chars() {
