@@ -39,16 +39,7 @@ fn issue(iid: u64, state: &str, labels: &[&str]) -> Value {
 fn assert_gitlab_auth(r: &Recorded) {
     assert_eq!(r.header("PRIVATE-TOKEN"), Some(TOKEN));
     assert_eq!(r.header("Authorization"), None);
-    assert_eq!(r.header("Accept"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .unwrap_or("")
-        .starts_with("sentinela/"));
-    if r.body.is_empty() {
-        assert_eq!(r.header("Content-Type"), None);
-    } else {
-        assert_eq!(r.header("Content-Type"), Some("application/json"));
-    }
+    assert_json_headers(r);
 }
 
 #[tokio::test]
@@ -296,14 +287,7 @@ async fn gitlab_check_proves_the_token_the_project_and_the_role() {
     for (script, want) in cases {
         let fake = Fake::start(script).await;
         let a = gitlab(&s, &fake.base, "");
-        let r = a.check(&http_client().unwrap()).await;
-        match want {
-            None => r.unwrap(),
-            Some(w) => {
-                let m = blocked_message(r);
-                assert!(m.contains(w), "got: {m}\nwant: {w}");
-            }
-        }
+        assert_ok_or_blocked(a.check(&http_client().unwrap()).await, want);
         let reqs = fake.requests();
         assert_eq!(
             (reqs[0].method.as_str(), reqs[0].target.as_str()),

@@ -45,11 +45,7 @@ fn session_expired() -> Reply {
 fn assert_glpi_headers(r: &Recorded, session: Option<&str>) {
     assert_eq!(r.header("App-Token"), Some(APP));
     assert_eq!(r.header("Content-Type"), Some("application/json"));
-    assert_eq!(r.header("Accept"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .unwrap_or("")
-        .starts_with("sentinela/"));
+    assert_identified(r);
     match session {
         None => {
             assert_eq!(r.method, "GET");
@@ -432,14 +428,7 @@ async fn glpi_check_opens_a_session_reads_the_profile_and_ends_the_session() {
     for (script, paths, want) in cases {
         let fake = Fake::start(script).await;
         let a = glpi_adapter(&s, &fake.base, extra);
-        let r = a.check(&http_client().unwrap()).await;
-        match want {
-            None => r.unwrap(),
-            Some(w) => {
-                let m = blocked_message(r);
-                assert!(m.contains(w), "got: {m}\nwant: {w}");
-            }
-        }
+        assert_ok_or_blocked(a.check(&http_client().unwrap()).await, want);
         let reqs = fake.requests();
         let got: Vec<&str> = reqs
             .iter()

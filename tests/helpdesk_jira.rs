@@ -43,16 +43,7 @@ fn label() -> String {
 
 fn assert_jira_auth(r: &Recorded) {
     assert_eq!(r.header("Authorization"), Some(BASIC));
-    assert_eq!(r.header("Accept"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .unwrap_or("")
-        .starts_with("sentinela/"));
-    if r.body.is_empty() {
-        assert_eq!(r.header("Content-Type"), None);
-    } else {
-        assert_eq!(r.header("Content-Type"), Some("application/json"));
-    }
+    assert_json_headers(r);
 }
 
 fn no_content() -> Reply {
@@ -399,14 +390,7 @@ async fn jira_check_proves_account_project_issue_type_and_priorities() {
     for (script, want) in cases {
         let fake = Fake::start(script).await;
         let a = jira(&s, &fake.base, "");
-        let r = a.check(&http_client().unwrap()).await;
-        match want {
-            None => r.unwrap(),
-            Some(w) => {
-                let m = blocked_message(r);
-                assert!(m.contains(w), "got: {m}\nwant: {w}");
-            }
-        }
+        assert_ok_or_blocked(a.check(&http_client().unwrap()).await, want);
         let reqs = fake.requests();
         let targets: Vec<&str> = reqs.iter().map(|r| r.target.as_str()).collect();
         let all_targets = [
@@ -487,14 +471,7 @@ async fn jira_service_management_check_reads_the_desk_and_the_request_form() {
     for (script, extra, want) in cases {
         let fake = Fake::start(script).await;
         let a = jsm(&s, &fake.base, extra);
-        let r = a.check(&http_client().unwrap()).await;
-        match want {
-            None => r.unwrap(),
-            Some(w) => {
-                let m = blocked_message(r);
-                assert!(m.contains(w), "got: {m}\nwant: {w}");
-            }
-        }
+        assert_ok_or_blocked(a.check(&http_client().unwrap()).await, want);
         let reqs = fake.requests();
         assert_eq!(
             reqs[3].target,

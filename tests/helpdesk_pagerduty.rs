@@ -33,11 +33,7 @@ fn assert_event_request(r: &Recorded) {
     assert_eq!(r.method, "POST");
     assert_eq!(r.target, "/v2/enqueue");
     assert_eq!(r.header("Content-Type"), Some("application/json"));
-    assert_eq!(r.header("Accept"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .unwrap_or("")
-        .starts_with("sentinela/"));
+    assert_identified(r);
     // The routing key travels in the body, never in a header.
     assert!(r.header("Authorization").is_none());
     assert_eq!(r.json()["routing_key"], json!(TOKEN));

@@ -62,16 +62,7 @@ fn list(issues: Vec<Value>) -> Value {
 fn assert_redmine_auth(r: &Recorded) {
     assert_eq!(r.header("X-Redmine-API-Key"), Some(TOKEN));
     assert_eq!(r.header("Authorization"), None);
-    assert_eq!(r.header("Accept"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .unwrap_or("")
-        .starts_with("sentinela/"));
-    if r.body.is_empty() {
-        assert_eq!(r.header("Content-Type"), None);
-    } else {
-        assert_eq!(r.header("Content-Type"), Some("application/json"));
-    }
+    assert_json_headers(r);
 }
 
 #[tokio::test]

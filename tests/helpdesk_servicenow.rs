@@ -50,16 +50,7 @@ fn basic() -> String {
 
 fn assert_sn_headers(r: &Recorded) {
     assert_eq!(r.header("Authorization"), Some(basic().as_str()));
-    assert_eq!(r.header("Accept"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .unwrap_or("")
-        .starts_with("sentinela/"));
-    if r.body.is_empty() {
-        assert!(r.header("Content-Type").is_none());
-    } else {
-        assert_eq!(r.header("Content-Type"), Some("application/json"));
-    }
+    assert_json_headers(r);
 }
 
 fn created(fp: &str, group: &str, caller: &str) -> Reply {
@@ -420,14 +411,7 @@ async fn servicenow_check_reads_incidents_and_the_configured_records() {
         let n = script.len();
         let fake = Fake::start(script).await;
         let a = sn_adapter(&s, &fake.base, &extra);
-        let r = a.check(&http_client().unwrap()).await;
-        match want {
-            None => r.unwrap(),
-            Some(w) => {
-                let m = blocked_message(r);
-                assert!(m.contains(&w), "got: {m}\nwant: {w}");
-            }
-        }
+        assert_ok_or_blocked(a.check(&http_client().unwrap()).await, want.as_deref());
         let reqs = fake.requests();
         assert_eq!(reqs.len(), n);
         assert_eq!(reqs[0].method, "GET");

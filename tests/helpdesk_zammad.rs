@@ -57,16 +57,7 @@ fn assert_auth(r: &Recorded) {
         r.header("Authorization"),
         Some(format!("Token token={TOKEN}").as_str())
     );
-    assert_eq!(r.header("Accept"), Some("application/json"));
-    assert!(r
-        .header("User-Agent")
-        .unwrap_or("")
-        .starts_with("sentinela/"));
-    if r.body.is_empty() {
-        assert_eq!(r.header("Content-Type"), None);
-    } else {
-        assert_eq!(r.header("Content-Type"), Some("application/json"));
-    }
+    assert_json_headers(r);
 }
 
 #[tokio::test]
@@ -430,39 +421,26 @@ async fn round_trip_through_the_adapter() {
     ])
     .await;
     let a = zammad(&s, &fake.base, "");
-    let client = http_client().unwrap();
-    let c = content();
-    assert_eq!(a.find_open(&client, FP).await.unwrap(), None);
-    let t = a.create(&client, &c, "<p>body</p>").await.unwrap();
-    assert_eq!(t, TicketRef("44".into()));
-    assert_eq!(a.status(&client, &t).await.unwrap(), TicketStatus::Open);
-    a.comment(&client, &t, &c, UpdateKind::Escalation, "<p>raised</p>")
-        .await
-        .unwrap();
-    assert_eq!(a.find_open(&client, FP).await.unwrap(), Some(t));
-    let targets: Vec<(String, String)> = fake
-        .requests()
-        .iter()
-        .map(|r| (r.method.clone(), r.path().to_string()))
-        .collect();
-    let want: Vec<(String, String)> = [
-        ("GET", "/api/v1/tickets/search"),
-        ("POST", "/api/v1/tickets"),
-        ("GET", "/api/v1/tags"),
-        ("GET", "/api/v1/tickets/44"),
-        ("POST", "/api/v1/ticket_articles"),
-        ("GET", "/api/v1/tickets/search"),
-    ]
-    .iter()
-    .map(|(m, p)| (m.to_string(), p.to_string()))
-    .collect();
-    assert_eq!(targets, want);
+    round_trip(
+        &a,
+        &fake,
+        "44",
+        &[
+            ("GET", "/api/v1/tickets/search"),
+            ("POST", "/api/v1/tickets"),
+            ("GET", "/api/v1/tags"),
+            ("GET", "/api/v1/tickets/44"),
+            ("POST", "/api/v1/ticket_articles"),
+            ("GET", "/api/v1/tickets/search"),
+        ],
+    )
+    .await;
     let caps = a.capabilities();
     assert!(caps.find_open && caps.read_status && caps.separate_state_changes);
     assert_eq!(a.body_format(), sentinela::ticket::render::BodyFormat::Html);
     // A 5xx (here the fake's answer to an unscripted request) is retried, never "no ticket".
     assert!(matches!(
-        a.find_open(&client, FP).await,
+        a.find_open(&http_client().unwrap(), FP).await,
         Err(DeliveryError::Retry { .. })
     ));
 }

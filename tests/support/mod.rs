@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use sentinela::policy::Priority;
 use sentinela::ticket::adapter::{http_client, Adapter, HelpdeskConfig};
-use sentinela::ticket::{DeliveryError, TicketContent};
+use sentinela::ticket::{DeliveryError, TicketContent, TicketRef, TicketStatus, UpdateKind};
 
 // ---------------------------------------------------------------------------------------------
 // The fake server
@@ -356,11 +356,91 @@ pub fn assert_rt_auth(r: &Recorded) {
         r.header("Authorization"),
         Some(format!("token {TOKEN}").as_str())
     );
+    assert_identified(r);
+}
+
+/// Checks the headers every request carries: who we are and what we accept.
+pub fn assert_identified(r: &Recorded) {
     assert_eq!(r.header("Accept"), Some("application/json"));
     assert!(r
         .header("User-Agent")
         .unwrap_or("")
         .starts_with("sentinela/"));
+}
+
+/// [`assert_identified`], and a JSON `Content-Type` exactly when there is a body.
+pub fn assert_json_headers(r: &Recorded) {
+    assert_identified(r);
+    if r.body.is_empty() {
+        assert_eq!(r.header("Content-Type"), None);
+    } else {
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+    }
+}
+
+/// Base64 (RFC 4648), written here independently of the adapter's.
+pub fn b64(bytes: &[u8]) -> String {
+    let abc = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let idx = [
+            b[0] >> 2,
+            ((b[0] & 3) << 4) | (b[1] >> 4),
+            ((b[1] & 15) << 2) | (b[2] >> 6),
+            b[2] & 63,
+        ];
+        for (i, x) in idx.iter().enumerate() {
+            out.push(if i <= chunk.len() {
+                abc[*x as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// Checks the outcome of a help desk check: `Ok` when `want` is `None`, else `Blocked` with a
+/// message containing `want`.
+pub fn assert_ok_or_blocked(r: Result<(), DeliveryError>, want: Option<&str>) {
+    match want {
+        None => r.unwrap(),
+        Some(w) => {
+            let m = blocked_message(r);
+            assert!(m.contains(w), "got: {m}\nwant: {w}");
+        }
+    }
+}
+
+/// Takes `a` through one ticket's life against `fake` (scripted for it): no open ticket yet,
+/// the create (with an HTML body) answering ticket `ticket`, its status (open), an escalation
+/// comment, and the ticket found again; the requests, method and path, must be `requests`.
+pub async fn round_trip(a: &Adapter, fake: &Fake, ticket: &str, requests: &[(&str, &str)]) {
+    let client = http_client().unwrap();
+    let c = content();
+    assert_eq!(a.find_open(&client, FP).await.unwrap(), None);
+    let t = a.create(&client, &c, "<p>body</p>").await.unwrap();
+    assert_eq!(t, TicketRef(ticket.into()));
+    assert_eq!(a.status(&client, &t).await.unwrap(), TicketStatus::Open);
+    a.comment(&client, &t, &c, UpdateKind::Escalation, "<p>raised</p>")
+        .await
+        .unwrap();
+    assert_eq!(a.find_open(&client, FP).await.unwrap(), Some(t));
+    let seen: Vec<(String, String)> = fake
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.path().to_string()))
+        .collect();
+    let want: Vec<(String, String)> = requests
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(seen, want);
 }
 
 #[derive(Debug, PartialEq)]

@@ -39,13 +39,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::zammad::{
-    api_base, looks_like_email, merge_fields, numeric_id, reserved_create_fields, title_line,
-};
-use super::zendesk::{base64, scrub};
 use super::{
-    base_headers, classify, clean_text, header, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, basic_credentials, classify, clean_text, header, json_body, json_request,
+    looks_like_email, merge_fields, numeric_id, one_line, percent_encode, prio_index,
+    reserved_create_fields, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -146,7 +143,7 @@ impl Freshdesk {
         }
         Ok(Freshdesk {
             api: api_base(cfg.url.get_ref(), "/api/v2"),
-            credentials: Secret(base64(format!("{}:X", key.0).as_bytes())),
+            credentials: Secret(basic_credentials(&key.0, "X")),
             requester: cfg
                 .requester
                 .as_ref()
@@ -177,32 +174,60 @@ impl Freshdesk {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header(
-            "Authorization",
-            &format!("Basic {}", self.credentials.0),
-            true,
-        ));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header(
+                "Authorization",
+                &format!("Basic {}", self.credentials.0),
+                true,
+            ),
+            body,
+        )
     }
 
     fn ticket_url(&self, t: &TicketRef) -> String {
         format!("{}/tickets/{}", self.api, percent_encode(&t.0))
     }
 
+    /// The search query: the key tag among open, pending and custom statuses.
+    pub fn search_query(fingerprint: &str) -> String {
+        format!(
+            "\"tag:'{}' AND (status:2 OR status:3 OR status:>{FIRST_CUSTOM_STATUS})\"",
+            Freshdesk::key_tag(fingerprint).replace(['\'', '"', '\\'], "")
+        )
+    }
+
+    /// `GET /groups/ID`: the configured group exists.
+    pub fn group_request(&self, id: u64) -> HttpRequest {
+        self.request("GET", format!("{}/groups/{id}", self.api), None)
+    }
+
+    /// A successful answer's JSON body.
+    fn json_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Value, DeliveryError> {
+        classify_freshdesk(status, headers, body)?;
+        json_body(body)
+    }
+}
+
+impl Api for Freshdesk {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Html
+    }
+
     /// `POST /tickets`: subject, the HTML description, requester e-mail, priority, status
     /// open, the tags (dedup key included) and the group when configured; `create_fields`
     /// fill in the rest.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
         let mut doc = Map::new();
         doc.insert(
             "subject".into(),
-            json!(title_line(&c.title, MAX_SUBJECT_CHARS)),
+            json!(one_line(&c.title, MAX_SUBJECT_CHARS, true)),
         );
         doc.insert("description".into(), json!(body));
         doc.insert("email".into(), json!(self.requester));
@@ -223,70 +248,9 @@ impl Freshdesk {
         )
     }
 
-    /// `POST /tickets/ID/notes`: a private HTML note.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({ "body": text, "private": true });
-        self.request("POST", format!("{}/notes", self.ticket_url(t)), Some(doc))
-    }
-
-    /// The search query: the key tag among open, pending and custom statuses.
-    pub fn search_query(fingerprint: &str) -> String {
-        format!(
-            "\"tag:'{}' AND (status:2 OR status:3 OR status:>{FIRST_CUSTOM_STATUS})\"",
-            Freshdesk::key_tag(fingerprint).replace(['\'', '"', '\\'], "")
-        )
-    }
-
-    /// `GET /search/tickets?query="tag:'KEY' AND (...)"`.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let url = format!(
-            "{}/search/tickets?query={}",
-            self.api,
-            percent_encode(&Freshdesk::search_query(fingerprint))
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /tickets/ID`.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.ticket_url(t), None)
-    }
-
-    /// `PUT /tickets/ID {"status": 2}`.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("PUT", self.ticket_url(t), Some(json!({ "status": OPEN })))
-    }
-
-    /// `PUT /tickets/ID {"priority": N}`.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let doc = json!({ "priority": self.priority(p) });
-        self.request("PUT", self.ticket_url(t), Some(doc))
-    }
-
-    /// `GET /agents/me`: proves the URL and that the key is an agent's.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", format!("{}/agents/me", self.api), None)
-    }
-
-    /// `GET /groups/ID`: the configured group exists.
-    pub fn group_request(&self, id: u64) -> HttpRequest {
-        self.request("GET", format!("{}/groups/{id}", self.api), None)
-    }
-
-    /// A successful answer's JSON body.
-    fn json_answer(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        classify_freshdesk(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
-    }
-
     /// The ticket id from `201 {"id": 79, "tags": [...], ...}`; tags without the key are
     /// `Blocked`.
-    pub fn parse_create(
+    fn parse_create(
         &self,
         c: &TicketContent,
         status: u16,
@@ -314,8 +278,31 @@ impl Freshdesk {
         Ok(TicketRef(id.to_string()))
     }
 
+    /// `POST /tickets/ID/notes`: a private HTML note.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({ "body": text, "private": true });
+        self.request("POST", format!("{}/notes", self.ticket_url(t)), Some(doc))
+    }
+
+    /// `GET /search/tickets?query="tag:'KEY' AND (...)"`.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/search/tickets?query={}",
+            self.api,
+            percent_encode(&Freshdesk::search_query(fingerprint))
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open result whose tags hold the key exactly.
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -353,8 +340,13 @@ impl Freshdesk {
         Ok(best.map(|id| TicketRef(id.to_string())))
     }
 
+    /// `GET /tickets/ID`.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.ticket_url(t), None))
+    }
+
     /// 2, 3 and custom statuses (6+) are open; 4 and 5 closed; any other is `Blocked`.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -379,8 +371,19 @@ impl Freshdesk {
         }
     }
 
+    /// `PUT /tickets/ID {"status": 2}`.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        Some(self.request("PUT", self.ticket_url(t), Some(json!({ "status": OPEN }))))
+    }
+
+    /// `PUT /tickets/ID {"priority": N}`.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "priority": self.priority(p) });
+        Some(self.request("PUT", self.ticket_url(t), Some(doc)))
+    }
+
     /// A 2xx with a JSON body; a note Freshdesk made public is `Blocked`.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -399,8 +402,13 @@ impl Freshdesk {
         Ok(())
     }
 
+    /// `GET /agents/me`: proves the URL and that the key is an agent's.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}/agents/me", self.api), None))
+    }
+
     /// The key must be an active agent's; returns the group check when a group is set.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -429,7 +437,7 @@ impl Freshdesk {
 
     /// The group must exist; a 403 (an agent who may not read groups) skips the check with a
     /// warning.
-    pub fn parse_check_field(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -455,6 +463,12 @@ impl Freshdesk {
                     .ok_or_else(|| unexpected("no group id", body))
             }
         }
+    }
+
+    /// The encoded credentials: a server or proxy that echoes the `Authorization` header
+    /// would show them, and they decode to the token.
+    fn derived_secrets(&self) -> Vec<Secret> {
+        vec![self.credentials.clone()]
     }
 }
 
@@ -528,132 +542,17 @@ fn error_text(body: &[u8]) -> Option<String> {
     (!parts.is_empty()).then(|| clean_text(&parts.join(": ")))
 }
 
-/// The [`Api`] of Freshdesk: the inherent methods above, which the contract tests also call.
-impl Api for Freshdesk {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Html
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Freshdesk::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Freshdesk::parse_create(self, c, status, headers, body)
-            .map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Freshdesk::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Freshdesk::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Freshdesk::parse_find_open(self, fingerprint, status, headers, body)
-            .map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Freshdesk::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Freshdesk::parse_status(self, status, headers, body)
-            .map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Freshdesk::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Freshdesk::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Freshdesk::parse_ok(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Freshdesk::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Freshdesk::parse_check(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Freshdesk::parse_check_field(self, status, headers, body)
-            .map_err(|e| scrub(e, &self.credentials))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::zammad::tests::{assert_problem, config, problems_of};
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of, token};
 
     const OK: &str = "[[helpdesk]]\nname = \"fd\"\nkind = \"freshdesk\"\n\
                       url = \"https://acme.freshdesk.com\"\ntoken_env = \"FRESHDESK_KEY\"\n\
                       requester = \"secops@example.com\"\n";
 
     fn freshdesk(text: &str) -> Freshdesk {
-        let secrets = Secrets {
-            token: Some(Secret("k3y".into())),
-            ..Secrets::default()
-        };
-        Freshdesk::new(&config(text), secrets).unwrap()
+        Freshdesk::new(&config(text), token("k3y")).unwrap()
     }
 
     #[test]

@@ -37,13 +37,13 @@
 //!   for OAuth tokens. 429 carries `Retry-After` and `RateLimit-Reset` (unix seconds).
 
 use std::ops::Range;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, header_value, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, classify, header, json_body, json_request, one_line, percent_encode, prio_index,
+    unexpected, unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -192,15 +192,13 @@ impl Gitlab {
                 cfg.name.get_ref()
             )
         })?;
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = base.strip_suffix("/api/v4").unwrap_or(base);
         let defaults = DEFAULT_PRIORITY_LABELS.map(|l| PriorityValue::Text(l.into()));
         let priorities = cfg.priorities(defaults).map(|v| match v {
             PriorityValue::Text(t) => t.trim().to_string(),
             PriorityValue::Int(i) => i.to_string(),
         });
         Ok(Gitlab {
-            api: format!("{base}/api/v4"),
+            api: api_base(cfg.url.get_ref(), "/api/v4"),
             project: cfg
                 .project
                 .as_ref()
@@ -232,14 +230,12 @@ impl Gitlab {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header("PRIVATE-TOKEN", &self.token.0, true));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("PRIVATE-TOKEN", &self.token.0, true),
+            body,
+        )
     }
 
     /// `/projects/<id or URL-encoded path>`
@@ -249,82 +245,6 @@ impl Gitlab {
 
     fn issue_url(&self, t: &TicketRef) -> String {
         format!("{}/issues/{}", self.project_url(), percent_encode(&t.0))
-    }
-
-    /// `POST /projects/:id/issues` with the title, the Markdown body, the issue type and the
-    /// key and priority labels (plus `create_fields`, which never replace ours).
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut labels = vec![
-            Self::key_label(&c.fingerprint),
-            self.priority(c.priority).to_string(),
-        ];
-        let mut doc = Map::new();
-        for (k, v) in &self.create_fields {
-            if k == "labels" {
-                for l in extra_labels(v).unwrap_or_default() {
-                    if !labels.contains(&l) {
-                        labels.push(l);
-                    }
-                }
-            } else if !OWN_FIELDS.contains(&k.as_str()) {
-                doc.insert(k.clone(), v.clone());
-            }
-        }
-        doc.insert("title".into(), json!(one_line(&c.title, MAX_TITLE_CHARS)));
-        doc.insert("description".into(), json!(body));
-        doc.insert("issue_type".into(), json!(self.issue_type));
-        doc.insert("labels".into(), json!(labels.join(",")));
-        self.request(
-            "POST",
-            format!("{}/issues", self.project_url()),
-            Some(Value::Object(doc)),
-        )
-    }
-
-    /// `POST /projects/:id/issues/:iid/notes` as an internal note.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({ "body": text, "internal": true });
-        self.request("POST", format!("{}/notes", self.issue_url(t)), Some(doc))
-    }
-
-    /// `GET /projects/:id/issues?labels=KEY&state=opened`, oldest first.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let url = format!(
-            "{}/issues?labels={}&state=opened&order_by=created_at&sort=asc&per_page=100",
-            self.project_url(),
-            percent_encode(&Self::key_label(fingerprint)),
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /projects/:id/issues/:iid`, for its `state`.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.issue_url(t), None)
-    }
-
-    /// `PUT /projects/:id/issues/:iid {"state_event": "reopen"}`.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        let doc = json!({ "state_event": "reopen" });
-        self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// `PUT /projects/:id/issues/:iid` adding the priority label of `p` and removing the
-    /// others.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let want = self.priority(p);
-        let others: Vec<&str> = self
-            .priorities
-            .iter()
-            .map(String::as_str)
-            .filter(|l| *l != want)
-            .collect();
-        let doc = json!({ "add_labels": want, "remove_labels": others.join(",") });
-        self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// `GET /user`: proves the URL and the token.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", format!("{}/user", self.api), None)
     }
 
     /// `GET /projects/:id`: the project, its issues feature and our role in it.
@@ -341,7 +261,7 @@ impl Gitlab {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         self.classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 
     /// [`classify`] with GitLab's error bodies flattened to one message, `RateLimit-Reset`
@@ -361,7 +281,7 @@ impl Gitlab {
                 retry_after: None,
             }) => Err(DeliveryError::Retry {
                 message,
-                retry_after: reset_wait(headers, now),
+                retry_after: unix_reset_wait(headers, "ratelimit-reset", now),
             }),
             Err(DeliveryError::Blocked { message }) if status == 401 => {
                 Err(DeliveryError::Blocked {
@@ -383,10 +303,49 @@ impl Gitlab {
             r => r,
         }
     }
+}
+
+impl Api for Gitlab {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Markdown
+    }
+
+    /// `POST /projects/:id/issues` with the title, the Markdown body, the issue type and the
+    /// key and priority labels (plus `create_fields`, which never replace ours).
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut labels = vec![
+            Self::key_label(&c.fingerprint),
+            self.priority(c.priority).to_string(),
+        ];
+        let mut doc = Map::new();
+        for (k, v) in &self.create_fields {
+            if k == "labels" {
+                for l in extra_labels(v).unwrap_or_default() {
+                    if !labels.contains(&l) {
+                        labels.push(l);
+                    }
+                }
+            } else if !OWN_FIELDS.contains(&k.as_str()) {
+                doc.insert(k.clone(), v.clone());
+            }
+        }
+        doc.insert(
+            "title".into(),
+            json!(one_line(&c.title, MAX_TITLE_CHARS, false)),
+        );
+        doc.insert("description".into(), json!(body));
+        doc.insert("issue_type".into(), json!(self.issue_type));
+        doc.insert("labels".into(), json!(labels.join(",")));
+        self.request(
+            "POST",
+            format!("{}/issues", self.project_url()),
+            Some(Value::Object(doc)),
+        )
+    }
 
     /// The issue `iid` from `201 {"iid": 12, "labels": [...]}`; `Blocked` when GitLab dropped
     /// the key label.
-    pub fn parse_create(
+    fn parse_create(
         &self,
         c: &TicketContent,
         status: u16,
@@ -412,8 +371,31 @@ impl Gitlab {
         Ok(TicketRef(iid.to_string()))
     }
 
+    /// `POST /projects/:id/issues/:iid/notes` as an internal note.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({ "body": text, "internal": true });
+        self.request("POST", format!("{}/notes", self.issue_url(t)), Some(doc))
+    }
+
+    /// `GET /projects/:id/issues?labels=KEY&state=opened`, oldest first.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/issues?labels={}&state=opened&order_by=created_at&sort=asc&per_page=100",
+            self.project_url(),
+            percent_encode(&Self::key_label(fingerprint)),
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open issue carrying the key label of `fingerprint` exactly.
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -442,8 +424,13 @@ impl Gitlab {
         Ok(best.map(|iid| TicketRef(iid.to_string())))
     }
 
+    /// `GET /projects/:id/issues/:iid`, for its `state`.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.issue_url(t), None))
+    }
+
     /// `opened` is open, `closed` closed.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -457,8 +444,42 @@ impl Gitlab {
         }
     }
 
+    /// `PUT /projects/:id/issues/:iid {"state_event": "reopen"}`.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "state_event": "reopen" });
+        Some(self.request("PUT", self.issue_url(t), Some(doc)))
+    }
+
+    /// `PUT /projects/:id/issues/:iid` adding the priority label of `p` and removing the
+    /// others.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let want = self.priority(p);
+        let others: Vec<&str> = self
+            .priorities
+            .iter()
+            .map(String::as_str)
+            .filter(|l| *l != want)
+            .collect();
+        let doc = json!({ "add_labels": want, "remove_labels": others.join(",") });
+        Some(self.request("PUT", self.issue_url(t), Some(doc)))
+    }
+
+    fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        self.classify(status, headers, body)
+    }
+
+    /// `GET /user`: proves the URL and the token.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}/user", self.api), None))
+    }
+
     /// The user must be active; returns the project request.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -485,7 +506,7 @@ impl Gitlab {
     /// at least the Planner role (below it, GitLab drops labels silently). When GitLab does not
     /// show the role (an administrator, or a token whose role comes from elsewhere), the role
     /// is not checked: each create still verifies its labels.
-    pub fn parse_check_project(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -572,173 +593,14 @@ fn flatten_error(body: &[u8]) -> Option<Vec<u8>> {
     Some(json!({ "message": text }).to_string().into_bytes())
 }
 
-/// The wait until `RateLimit-Reset` (unix seconds), capped like `Retry-After`.
-fn reset_wait(headers: &[(String, String)], now: SystemTime) -> Option<std::time::Duration> {
-    let reset: u64 = header_value(headers, "ratelimit-reset")?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(std::time::Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER))
-}
-
-/// `title` on one line (line breaks and control characters become spaces, runs of spaces
-/// collapse), cut to `max` characters with `…`.
-fn one_line(title: &str, max: usize) -> String {
-    let mut out = String::with_capacity(title.len());
-    for c in title.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        out.push(c);
-    }
-    if out.chars().count() <= max {
-        return out;
-    }
-    let cut: String = out.chars().take(max - 1).collect();
-    format!("{}…", cut.trim_end())
-}
-
-/// The [`Api`] of GitLab: the inherent methods above, which the contract tests also call.
-impl Api for Gitlab {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Markdown
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Gitlab::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Gitlab::parse_create(self, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Gitlab::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Gitlab::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Gitlab::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Gitlab::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Gitlab::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Gitlab::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Gitlab::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Gitlab::classify(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Gitlab::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Gitlab::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Gitlab::parse_check_project(self, status, headers, body)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first `[[helpdesk]]` entry of `text`.
-    fn config(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located(text: &str) -> Vec<String> {
-        config(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| {
-                let at = span.map_or(0, |s| s.start);
-                let l = crate::error::Location::from_offset(std::path::Path::new("c"), text, at);
-                format!("{}:{}: {m}", l.line, l.column)
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
+    use std::time::UNIX_EPOCH;
 
     fn problems(extra: &str) -> Vec<String> {
-        located(&format!(
+        problems_of(&format!(
             "[[helpdesk]]\nname = \"gl\"\nkind = \"gitlab\"\nurl = \"https://gitlab.example.com\"\n\
              token_env = \"GL_TOKEN\"\n{extra}"
         ))
@@ -789,7 +651,7 @@ mod tests {
         }
         let got = problems("project = \"p\"\n").join("\n");
         assert!(got.is_empty(), "{got}");
-        let no_token = located(
+        let no_token = problems_of(
             "[[helpdesk]]\nname = \"gl\"\nkind = \"gitlab\"\nurl = \"https://g\"\nproject = \"p\"\n",
         );
         assert!(
@@ -804,14 +666,7 @@ mod tests {
             "[[helpdesk]]\nname = \"gl\"\nkind = \"gitlab\"\nurl = \"https://g/api/v4/\"\n\
              token_env = \"T\"\nproject = \"p\"\npriority_map = { P1 = \"sev::critical\" }\n",
         );
-        let g = Gitlab::new(
-            &cfg,
-            Secrets {
-                token: Some(Secret("t".into())),
-                ..Secrets::default()
-            },
-        )
-        .unwrap();
+        let g = Gitlab::new(&cfg, token("t")).unwrap();
         assert_eq!(g.api(), "https://g/api/v4");
         assert_eq!(g.priority(Priority::P1), "sev::critical");
         assert_eq!(g.priority(Priority::P2), "priority::2");
@@ -820,8 +675,8 @@ mod tests {
 
     #[test]
     fn titles_and_errors() {
-        assert_eq!(one_line(" a\r\nb\t c ", 255), "a b c");
-        let t = one_line(&"é".repeat(300), 255);
+        assert_eq!(one_line(" a\r\nb\t c ", 255, false), "a b c");
+        let t = one_line(&"é".repeat(300), 255, false);
         assert_eq!(t.chars().count(), 255);
         assert!(t.ends_with('…'));
         let f = flatten_error(br#"{"message":{"title":["can't be blank"],"labels":["bad"]}}"#);
@@ -833,7 +688,7 @@ mod tests {
         let now = UNIX_EPOCH + std::time::Duration::from_secs(1000);
         let h = vec![("ratelimit-reset".to_string(), "1030".to_string())];
         assert_eq!(
-            reset_wait(&h, now),
+            unix_reset_wait(&h, "ratelimit-reset", now),
             Some(std::time::Duration::from_secs(30))
         );
     }

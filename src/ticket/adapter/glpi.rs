@@ -8,9 +8,9 @@
 //!   (the API token of a user, from its preferences) returns a `session_token`, which every
 //!   later call carries in `Session-Token`; `GET killSession` ends it. An API client may
 //!   also require an `App-Token` header on every call. The session lives in the adapter:
-//!   [`Glpi::open_session_request`] asks for one when none is open, a 401 (`ERROR_SESSION_
+//!   `open_session_request` asks for one when none is open, a 401 (`ERROR_SESSION_
 //!   TOKEN_INVALID`: the session expired on the server) makes the shared code open a new one
-//!   and repeat the request once, and [`Glpi::close_session_request`] forgets it.
+//!   and repeat the request once, and `close_session_request` forgets it.
 //! - A ticket has no field for an external key, so the fingerprint goes at the end of the
 //!   title, `… [sentinela:KEY]`, which the search API can filter on (`criteria` on search
 //!   option 1, the title, with `contains`; option 12, the status, `equals notold` = neither
@@ -36,8 +36,8 @@ use std::sync::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, percent_encode, prio_index, unexpected, Api, Capabilities,
-    HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, base_headers, classify, cut, header, json_body, numeric_id, percent_encode,
+    prio_index, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{self, BodyFormat};
@@ -167,7 +167,7 @@ pub struct Glpi {
     requester: Option<u64>,
     priorities: [(u8, u8); 4],
     create_fields: Map<String, Value>,
-    /// Which follow-up of the check [`Glpi::parse_check_field`] reads next.
+    /// Which follow-up of the check `parse_check_field` reads next.
     check_step: AtomicUsize,
 }
 
@@ -179,8 +179,6 @@ impl Glpi {
                 cfg.name.get_ref()
             )
         })?;
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = base.strip_suffix("/apirest.php").unwrap_or(base);
         let id = |v: &Option<toml::Spanned<String>>| {
             v.as_ref()
                 .and_then(|s| s.get_ref().trim().parse::<u64>().ok())
@@ -192,7 +190,7 @@ impl Glpi {
             }
         }
         Ok(Glpi {
-            api: format!("{base}/apirest.php"),
+            api: api_base(cfg.url.get_ref(), "/apirest.php"),
             user_token,
             app_token: secrets.app_token,
             session: Mutex::new(None),
@@ -239,159 +237,6 @@ impl Glpi {
         }
     }
 
-    /// `GET initSession` with the user token, when no session is open.
-    pub fn open_session_request(&self) -> Option<HttpRequest> {
-        if self.session().is_some() {
-            return None;
-        }
-        let mut headers = self.headers();
-        headers.push(header(
-            "Authorization",
-            &format!("user_token {}", self.user_token.0),
-            true,
-        ));
-        Some(HttpRequest {
-            method: "GET".into(),
-            url: format!("{}/initSession", self.api),
-            headers,
-            body: None,
-        })
-    }
-
-    /// Keeps the `session_token` of `200 {"session_token": ...}`.
-    pub fn parse_open_session(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        classify(status, headers, body).map_err(|e| match e {
-            DeliveryError::Blocked { message } if matches!(status, 400 | 401) => {
-                DeliveryError::Blocked {
-                    message: format!(
-                        "{message} (check the user's API token in token_env/token_file, that \
-                         the user is active and may log in through the API, and the \
-                         App-Token and IP range of the API client in Setup > General > API)"
-                    ),
-                }
-            }
-            e => e,
-        })?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
-        let token = v
-            .get("session_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
-            .ok_or_else(|| unexpected("no session_token", body))?;
-        *self.session() = Some(Secret(token.to_string()));
-        Ok(())
-    }
-
-    /// Forgets the session and returns its `GET killSession`.
-    pub fn close_session_request(&self) -> Option<HttpRequest> {
-        let token = self.session().take()?;
-        let mut headers = self.headers();
-        headers.push(header("Session-Token", &token.0, true));
-        Some(HttpRequest {
-            method: "GET".into(),
-            url: format!("{}/killSession", self.api),
-            headers,
-            body: None,
-        })
-    }
-
-    /// `POST Ticket` of an incident: the title ending with the key, the HTML body, urgency
-    /// and impact, and the requester and assigned group when configured; `create_fields`
-    /// fill in the rest.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut input = self.create_fields.clone();
-        let (urgency, impact) = self.urgency_impact(c.priority);
-        input.insert("name".into(), json!(name(c)));
-        input.insert("content".into(), json!(body));
-        input.insert("type".into(), json!(TYPE_INCIDENT));
-        input.insert("urgency".into(), json!(urgency));
-        input.insert("impact".into(), json!(impact));
-        if let Some(u) = self.requester {
-            input.insert("_users_id_requester".into(), json!(u));
-        }
-        if let Some(g) = self.group {
-            input.insert("_groups_id_assign".into(), json!(g));
-        }
-        self.request("POST", "Ticket", Some(json!({ "input": input })))
-    }
-
-    /// `POST ITILFollowup`: a private follow-up.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let input = json!({
-            "itemtype": "Ticket",
-            "items_id": ticket_id(t),
-            "content": text,
-            "is_private": 1,
-        });
-        self.request("POST", "ITILFollowup", Some(json!({ "input": input })))
-    }
-
-    /// `GET search/Ticket`: titles containing the key, neither solved nor closed, oldest
-    /// first, with the title, id and status.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let params: [(&str, &str); 13] = [
-            ("criteria[0][field]", "1"),
-            ("criteria[0][searchtype]", "contains"),
-            ("criteria[0][value]", fingerprint),
-            ("criteria[1][link]", "AND"),
-            ("criteria[1][field]", "12"),
-            ("criteria[1][searchtype]", "equals"),
-            ("criteria[1][value]", "notold"),
-            ("forcedisplay[0]", "1"),
-            ("forcedisplay[1]", "2"),
-            ("forcedisplay[2]", "12"),
-            ("sort", "2"),
-            ("order", "ASC"),
-            ("range", "0-99"),
-        ];
-        let query: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-            .collect();
-        self.request("GET", &format!("search/Ticket?{}", query.join("&")), None)
-    }
-
-    /// `GET Ticket/ID`, for its status.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        let path = format!(
-            "Ticket/{}?expand_dropdowns=false&get_hateoas=false",
-            percent_encode(&t.0)
-        );
-        self.request("GET", &path, None)
-    }
-
-    /// `PUT Ticket/ID` with status 2 (Processing).
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        let doc = json!({ "input": { "status": REOPEN_STATUS } });
-        self.request(
-            "PUT",
-            &format!("Ticket/{}", percent_encode(&t.0)),
-            Some(doc),
-        )
-    }
-
-    /// `PUT Ticket/ID` with urgency and impact (GLPI derives the priority).
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let (urgency, impact) = self.urgency_impact(p);
-        let doc = json!({ "input": { "urgency": urgency, "impact": impact } });
-        self.request(
-            "PUT",
-            &format!("Ticket/{}", percent_encode(&t.0)),
-            Some(doc),
-        )
-    }
-
-    /// `GET getActiveProfile`: proves the URL, the tokens and the session, and shows the
-    /// rights of the profile the tickets are created with.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", "getActiveProfile", None)
-    }
-
     /// The configured records the check looks up, in order: (itemtype, id, config key).
     fn check_lookups(&self) -> Vec<(&'static str, u64, &'static str)> {
         let mut out = Vec::new();
@@ -412,18 +257,45 @@ impl Glpi {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
+    }
+}
+
+impl Api for Glpi {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Html
+    }
+
+    /// `POST Ticket` of an incident: the title ending with the key, the HTML body, urgency
+    /// and impact, and the requester and assigned group when configured; `create_fields`
+    /// fill in the rest.
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut input = self.create_fields.clone();
+        let (urgency, impact) = self.urgency_impact(c.priority);
+        input.insert("name".into(), json!(name(c)));
+        input.insert("content".into(), json!(body));
+        input.insert("type".into(), json!(TYPE_INCIDENT));
+        input.insert("urgency".into(), json!(urgency));
+        input.insert("impact".into(), json!(impact));
+        if let Some(u) = self.requester {
+            input.insert("_users_id_requester".into(), json!(u));
+        }
+        if let Some(g) = self.group {
+            input.insert("_groups_id_assign".into(), json!(g));
+        }
+        self.request("POST", "Ticket", Some(json!({ "input": input })))
     }
 
     /// The ticket id of `201 {"id": N, "message": ""}`.
-    pub fn parse_create(
+    fn parse_create(
         &self,
+        _c: &TicketContent,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
         let v = self.json_answer(status, headers, body)?;
-        match v.get("id").and_then(id_of) {
+        match v.get("id").and_then(numeric_id) {
             Some(id) => Ok(TicketRef(id.to_string())),
             None => Err(DeliveryError::Blocked {
                 message: format!(
@@ -434,9 +306,52 @@ impl Glpi {
         }
     }
 
+    /// `POST ITILFollowup`: a private follow-up.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let input = json!({
+            "itemtype": "Ticket",
+            "items_id": ticket_id(t),
+            "content": text,
+            "is_private": 1,
+        });
+        self.request("POST", "ITILFollowup", Some(json!({ "input": input })))
+    }
+
+    /// `GET search/Ticket`: titles containing the key, neither solved nor closed, oldest
+    /// first, with the title, id and status.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let params: [(&str, &str); 13] = [
+            ("criteria[0][field]", "1"),
+            ("criteria[0][searchtype]", "contains"),
+            ("criteria[0][value]", fingerprint),
+            ("criteria[1][link]", "AND"),
+            ("criteria[1][field]", "12"),
+            ("criteria[1][searchtype]", "equals"),
+            ("criteria[1][value]", "notold"),
+            ("forcedisplay[0]", "1"),
+            ("forcedisplay[1]", "2"),
+            ("forcedisplay[2]", "12"),
+            ("sort", "2"),
+            ("order", "ASC"),
+            ("range", "0-99"),
+        ];
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect();
+        Some(self.request("GET", &format!("search/Ticket?{}", query.join("&")), None))
+    }
+
     /// The oldest ticket whose title ends with exactly our key and that is not solved or
     /// closed.
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -457,7 +372,7 @@ impl Glpi {
         for row in rows {
             let id = row
                 .get("2")
-                .and_then(id_of)
+                .and_then(numeric_id)
                 .ok_or_else(|| unexpected("a row without the id (search option 2)", body))?;
             let title = row.get("1").and_then(Value::as_str).unwrap_or("");
             if key_of(title) != Some(fingerprint) {
@@ -465,7 +380,7 @@ impl Glpi {
             }
             if row
                 .get("12")
-                .and_then(id_of)
+                .and_then(numeric_id)
                 .is_some_and(|s| CLOSED_STATUSES.contains(&s))
             {
                 continue;
@@ -477,8 +392,17 @@ impl Glpi {
         Ok(best.map(|id| TicketRef(id.to_string())))
     }
 
+    /// `GET Ticket/ID`, for its status.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        let path = format!(
+            "Ticket/{}?expand_dropdowns=false&get_hateoas=false",
+            percent_encode(&t.0)
+        );
+        Some(self.request("GET", &path, None))
+    }
+
     /// 1-4 open, 5 (solved) closed, 6 (closed) or a ticket in the trash closed for good.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -487,9 +411,9 @@ impl Glpi {
         let v = self.json_answer(status, headers, body)?;
         let s = v
             .get("status")
-            .and_then(id_of)
+            .and_then(numeric_id)
             .ok_or_else(|| unexpected("no status", body))?;
-        let deleted = v.get("is_deleted").and_then(id_of) == Some(1);
+        let deleted = v.get("is_deleted").and_then(numeric_id) == Some(1);
         match s {
             _ if deleted => Ok(TicketStatus::Final),
             1..=4 => Ok(TicketStatus::Open),
@@ -502,9 +426,30 @@ impl Glpi {
         }
     }
 
+    /// `PUT Ticket/ID` with status 2 (Processing).
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "input": { "status": REOPEN_STATUS } });
+        Some(self.request(
+            "PUT",
+            &format!("Ticket/{}", percent_encode(&t.0)),
+            Some(doc),
+        ))
+    }
+
+    /// `PUT Ticket/ID` with urgency and impact (GLPI derives the priority).
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let (urgency, impact) = self.urgency_impact(p);
+        let doc = json!({ "input": { "urgency": urgency, "impact": impact } });
+        Some(self.request(
+            "PUT",
+            &format!("Ticket/{}", percent_encode(&t.0)),
+            Some(doc),
+        ))
+    }
+
     /// A created follow-up (`{"id": N}`), an update whose every item says `true`, or the
     /// empty 200 of `killSession`.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -515,7 +460,7 @@ impl Glpi {
             return Ok(());
         }
         let v = self.json_answer(status, headers, body)?;
-        if v.get("id").and_then(id_of).is_some() {
+        if v.get("id").and_then(numeric_id).is_some() {
             return Ok(());
         }
         let items = match &v {
@@ -550,9 +495,15 @@ impl Glpi {
         Ok(())
     }
 
+    /// `GET getActiveProfile`: proves the URL, the tokens and the session, and shows the
+    /// rights of the profile the tickets are created with.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", "getActiveProfile", None))
+    }
+
     /// The active profile may create tickets; returns the lookups of the configured group
     /// and requester.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -563,7 +514,7 @@ impl Glpi {
             .get("active_profile")
             .ok_or_else(|| unexpected("no active_profile", body))?;
         let name = profile.get("name").and_then(Value::as_str).unwrap_or("?");
-        if let Some(rights) = profile.get("ticket").and_then(id_of) {
+        if let Some(rights) = profile.get("ticket").and_then(numeric_id) {
             if rights & RIGHT_CREATE == 0 {
                 return Err(DeliveryError::Blocked {
                     message: format!(
@@ -586,7 +537,7 @@ impl Glpi {
     }
 
     /// The configured group or user exists and is active.
-    pub fn parse_check_field(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -610,27 +561,79 @@ impl Glpi {
                 }
                 e => e,
             })?;
-        if v.get("is_active").and_then(id_of) == Some(0) {
+        if v.get("is_active").and_then(numeric_id) == Some(0) {
             return Err(DeliveryError::Blocked {
                 message: format!("`{key}` = {id}: {itemtype} {id} is inactive"),
             });
         }
         Ok(())
     }
+
+    /// `GET initSession` with the user token, when no session is open.
+    fn open_session_request(&self) -> Option<HttpRequest> {
+        if self.session().is_some() {
+            return None;
+        }
+        let mut headers = self.headers();
+        headers.push(header(
+            "Authorization",
+            &format!("user_token {}", self.user_token.0),
+            true,
+        ));
+        Some(HttpRequest {
+            method: "GET".into(),
+            url: format!("{}/initSession", self.api),
+            headers,
+            body: None,
+        })
+    }
+
+    /// Keeps the `session_token` of `200 {"session_token": ...}`.
+    fn parse_open_session(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body).map_err(|e| match e {
+            DeliveryError::Blocked { message } if matches!(status, 400 | 401) => {
+                DeliveryError::Blocked {
+                    message: format!(
+                        "{message} (check the user's API token in token_env/token_file, that \
+                         the user is active and may log in through the API, and the \
+                         App-Token and IP range of the API client in Setup > General > API)"
+                    ),
+                }
+            }
+            e => e,
+        })?;
+        let v = json_body(body)?;
+        let token = v
+            .get("session_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
+            .ok_or_else(|| unexpected("no session_token", body))?;
+        *self.session() = Some(Secret(token.to_string()));
+        Ok(())
+    }
+
+    /// Forgets the session and returns its `GET killSession`.
+    fn close_session_request(&self) -> Option<HttpRequest> {
+        let token = self.session().take()?;
+        let mut headers = self.headers();
+        headers.push(header("Session-Token", &token.0, true));
+        Some(HttpRequest {
+            method: "GET".into(),
+            url: format!("{}/killSession", self.api),
+            headers,
+            body: None,
+        })
+    }
 }
 
 /// The numeric id of a ticket reference (GLPI ids are numbers in JSON bodies).
 fn ticket_id(t: &TicketRef) -> Value {
     t.0.parse::<u64>().map_or_else(|_| json!(t.0), |n| json!(n))
-}
-
-/// A positive number, sent as a JSON number or a string.
-fn id_of(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
 }
 
 /// The key at the very end of a title (`… [sentinela:KEY]`).
@@ -646,184 +649,25 @@ fn key_of(title: &str) -> Option<&str> {
 fn name(c: &TicketContent) -> String {
     let suffix = format!(" {KEY_PREFIX}{}]", c.fingerprint);
     let room = MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
-    let mut t = render::title(c);
-    if t.chars().count() > room {
-        t = t.chars().take(room.saturating_sub(1)).collect();
-        t.push('…');
-    }
-    t + &suffix
-}
-
-impl Api for Glpi {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Html
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Glpi::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        _c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Glpi::parse_create(self, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Glpi::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Glpi::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Glpi::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Glpi::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Glpi::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Glpi::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Glpi::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Glpi::parse_ok(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Glpi::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Glpi::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Glpi::parse_check_field(self, status, headers, body)
-    }
-
-    fn open_session_request(&self) -> Option<HttpRequest> {
-        Glpi::open_session_request(self)
-    }
-
-    fn parse_open_session(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Glpi::parse_open_session(self, status, headers, body)
-    }
-
-    fn close_session_request(&self) -> Option<HttpRequest> {
-        Glpi::close_session_request(self)
-    }
+    cut(&render::title(c), room) + &suffix
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_one(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located_problems(text: &str) -> Vec<String> {
-        let path = std::path::Path::new("c.toml");
-        parse_one(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| match span {
-                Some(s) => {
-                    let l = crate::error::Location::from_offset(path, text, s.start);
-                    format!("{}:{}: {m}", l.line, l.column)
-                }
-                None => m,
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, content, problems_of, token};
 
     const GLPI: &str = "[[helpdesk]]\nname = \"glpi\"\nkind = \"glpi\"\n\
                         url = \"https://glpi.example.com\"\ntoken_env = \"GLPI_USER_TOKEN\"\n";
 
     #[test]
     fn config_problems_are_located() {
-        assert!(
-            located_problems(GLPI).is_empty(),
-            "{:?}",
-            located_problems(GLPI)
-        );
+        assert!(problems_of(GLPI).is_empty(), "{:?}", problems_of(GLPI));
         let ok = format!(
             "{GLPI}app_token_env = \"GLPI_APP_TOKEN\"\ngroup = \"3\"\nrequester = \"7\"\n\
              priority_map = {{ P1 = \"5/4\", P4 = 1 }}\ncreate_fields = {{ itilcategories_id = 4 }}\n"
         );
-        assert!(
-            located_problems(&ok).is_empty(),
-            "{:?}",
-            located_problems(&ok)
-        );
+        assert!(problems_of(&ok).is_empty(), "{:?}", problems_of(&ok));
         let cases: &[(String, &str)] = &[
             (
                 GLPI.replace("token_env = \"GLPI_USER_TOKEN\"\n", ""),
@@ -859,7 +703,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let got = located_problems(text).join("\n");
+            let got = problems_of(text).join("\n");
             assert!(
                 got.contains(want),
                 "config:\n{text}\ngot: {got}\nwant: {want}"
@@ -868,11 +712,7 @@ mod tests {
     }
 
     fn glpi(text: &str) -> Glpi {
-        let secrets = Secrets {
-            token: Some(Secret("ut".into())),
-            ..Secrets::default()
-        };
-        Glpi::new(&parse_one(text), secrets).unwrap()
+        Glpi::new(&config(text), token("ut")).unwrap()
     }
 
     #[test]
@@ -912,7 +752,7 @@ mod tests {
         let open = a.open_session_request().unwrap();
         assert!(open.url.ends_with("/apirest.php/initSession"));
         // Before a session: the placeholder (dry run).
-        let r = a.status_request(&TicketRef("7".into()));
+        let r = a.status_request(&TicketRef("7".into())).unwrap();
         let st = r
             .headers
             .iter()
@@ -922,7 +762,7 @@ mod tests {
         a.parse_open_session(200, &[], br#"{"session_token":"s1"}"#)
             .unwrap();
         assert!(a.open_session_request().is_none());
-        let r = a.status_request(&TicketRef("7".into()));
+        let r = a.status_request(&TicketRef("7".into())).unwrap();
         let st = r
             .headers
             .iter()
@@ -941,25 +781,11 @@ mod tests {
 
     #[test]
     fn names_keep_the_key_within_255_characters() {
-        let mut c = TicketContent {
-            fingerprint: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
-            detector: "d".into(),
-            title: "é".repeat(400),
-            priority: Priority::P3,
-            severity: String::new(),
-            category: String::new(),
-            criticality: String::new(),
-            count: 1,
-            first_seen: String::new(),
-            last_seen: String::new(),
-            source: String::new(),
-            fields: Default::default(),
-            evidence: vec![],
-            description: String::new(),
-            response: String::new(),
-            references: vec![],
-            previous_ticket: None,
-        };
+        let mut c = content(
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            &"é".repeat(400),
+            Priority::P3,
+        );
         let n = name(&c);
         assert_eq!(n.chars().count(), 255);
         assert_eq!(key_of(&n), Some(c.fingerprint.as_str()));

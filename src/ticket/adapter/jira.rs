@@ -53,8 +53,9 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, clean_text, header, header_value, percent_encode, prio_index,
-    unexpected, Api, Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, basic_credentials, classify, clean_text, header, header_value, json_body,
+    json_request, one_line, percent_encode, prio_index, unexpected, Api, HelpdeskConfig,
+    PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{fingerprint_marker, BodyFormat};
@@ -251,11 +252,8 @@ impl Jira {
             |v: &Option<toml::Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_string());
         let jsm = trimmed(&cfg.service_desk_id).zip(trimmed(&cfg.request_type_id));
         Ok(Jira {
-            base: cfg.url.get_ref().trim_end_matches('/').to_string(),
-            auth: Secret(format!(
-                "Basic {}",
-                base64(format!("{user}:{}", token.0).as_bytes())
-            )),
+            base: api_base(cfg.url.get_ref(), ""),
+            auth: Secret(format!("Basic {}", basic_credentials(&user, &token.0))),
             project: trimmed(&cfg.project).unwrap_or_default(),
             issue_type: trimmed(&cfg.issue_type).unwrap_or_else(|| DEFAULT_ISSUE_TYPE.into()),
             jsm,
@@ -281,14 +279,12 @@ impl Jira {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header("Authorization", &self.auth.0, true));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("Authorization", &self.auth.0, true),
+            body,
+        )
     }
 
     fn issue_url(&self, t: &TicketRef) -> String {
@@ -322,111 +318,10 @@ impl Jira {
         m
     }
 
-    /// `POST /rest/api/3/issue` (or, for JSM, `POST /rest/servicedeskapi/request`) with the
-    /// summary, the ADF description and the dedup label.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let summary = json!(one_line(&c.title, MAX_SUMMARY_CHARS));
-        let description = fit_adf(body);
-        let labels = json!(self.labels(c));
-        match &self.jsm {
-            None => {
-                let fields = self.fields(vec![
-                    ("project", json!({ "key": self.project })),
-                    ("issuetype", json!({ "name": self.issue_type })),
-                    ("summary", summary),
-                    ("description", description),
-                    ("labels", labels),
-                    ("priority", json!({ "name": self.priority(c.priority) })),
-                ]);
-                self.request(
-                    "POST",
-                    format!("{}/rest/api/3/issue", self.base),
-                    Some(json!({ "fields": fields })),
-                )
-            }
-            Some((desk, rtype)) => {
-                let values = self.fields(vec![
-                    ("summary", summary),
-                    ("description", description),
-                    ("labels", labels),
-                ]);
-                let mut r = self.request(
-                    "POST",
-                    format!("{}/rest/servicedeskapi/request", self.base),
-                    Some(json!({
-                        "serviceDeskId": desk,
-                        "requestTypeId": rtype,
-                        "isAdfRequest": true,
-                        "requestFieldValues": values,
-                    })),
-                );
-                // `isAdfRequest` is marked experimental.
-                r.headers.push(header("X-ExperimentalApi", "opt-in", false));
-                r
-            }
-        }
-    }
-
-    /// JSM: the priority, set on the new issue (request forms rarely show it).
-    pub fn after_create_requests(&self, t: &TicketRef, c: &TicketContent) -> Vec<HttpRequest> {
-        match self.jsm {
-            Some(_) => vec![self.set_priority_request(t, c.priority)],
-            None => Vec::new(),
-        }
-    }
-
-    /// `POST /rest/api/3/issue/KEY/comment`: an ADF comment, internal in service projects.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({
-            "body": fit_adf(text),
-            "properties": [{ "key": "sd.public.comment", "value": { "internal": true } }],
-        });
-        self.request("POST", format!("{}/comment", self.issue_url(t)), Some(doc))
-    }
-
-    /// `GET /rest/api/3/search/jql` for open issues with the dedup label, oldest first.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let jql = format!(
-            "labels = \"{}\" AND statusCategory != Done ORDER BY created ASC",
-            jql_escape(&Self::label(fingerprint))
-        );
-        let url = format!(
-            "{}/rest/api/3/search/jql?jql={}&fields={}&maxResults=50",
-            self.base,
-            percent_encode(&jql),
-            percent_encode("labels,status,created"),
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /rest/api/3/issue/KEY?fields=status&expand=transitions`: the status, and the
-    /// transitions a reopen may need.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        let url = format!("{}?fields=status&expand=transitions", self.issue_url(t));
-        self.request("GET", url, None)
-    }
-
-    /// `POST /rest/api/3/issue/KEY/transitions` with the transition the last status read
-    /// found; `None` when there is none (the comment alone is added).
-    pub fn reopen_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        let id = self.reopen.lock().ok()?.get(&t.0).cloned()?;
-        let doc = json!({ "transition": { "id": id } });
-        Some(self.request(
-            "POST",
-            format!("{}/transitions", self.issue_url(t)),
-            Some(doc),
-        ))
-    }
-
     /// `PUT /rest/api/3/issue/KEY {"fields": {"priority": {"name": ...}}}`.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
+    fn priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
         let doc = json!({ "fields": { "priority": { "name": self.priority(p) } } });
         self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// `GET /rest/api/3/myself`: proves the URL, the e-mail and the token.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", format!("{}/rest/api/3/myself", self.base), None)
     }
 
     /// The check's follow-ups: the project, the priorities and, for JSM, the service desk and
@@ -472,7 +367,7 @@ impl Jira {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         self.classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 
     /// [`classify`] with Jira's error bodies flattened, `X-RateLimit-Reset` when
@@ -519,170 +414,6 @@ impl Jira {
                 retry_after: reset_wait(headers, SystemTime::now()),
             }),
             (r, _) => r,
-        }
-    }
-
-    /// The issue key from `201 {"id": "10001", "key": "SEC-12"}` (JSM: `issueKey`).
-    pub fn parse_create(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        let field = if self.jsm.is_some() {
-            "issueKey"
-        } else {
-            "key"
-        };
-        v.get(field)
-            .and_then(Value::as_str)
-            .filter(|k| is_issue_key(k))
-            .map(|k| TicketRef(k.to_string()))
-            .ok_or_else(|| unexpected("no issue key", body))
-    }
-
-    /// The oldest open issue whose labels hold the dedup label exactly.
-    pub fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        let issues = v
-            .get("issues")
-            .and_then(Value::as_array)
-            .ok_or_else(|| unexpected("no issues", body))?;
-        let label = Self::label(fingerprint);
-        let mut best: Option<(u64, String)> = None;
-        for issue in issues {
-            let key = issue
-                .get("key")
-                .and_then(Value::as_str)
-                .filter(|k| is_issue_key(k));
-            let id = issue
-                .get("id")
-                .and_then(Value::as_str)
-                .and_then(|i| i.parse::<u64>().ok());
-            let (Some(key), Some(id)) = (key, id) else {
-                return Err(unexpected("an issue without a key or id", body));
-            };
-            let fields = issue.get("fields");
-            let labels = fields
-                .and_then(|f| f.get("labels"))
-                .and_then(Value::as_array)
-                .ok_or_else(|| unexpected("an issue without labels", body))?;
-            if !labels.iter().any(|l| l.as_str() == Some(label.as_str())) {
-                continue; // the same label but for case: another incident
-            }
-            if status_category(fields) == Some("done") {
-                continue; // closed since the index was updated
-            }
-            if best.as_ref().is_none_or(|(b, _)| id < *b) {
-                best = Some((id, key.to_string()));
-            }
-        }
-        Ok(best.map(|(_, k)| TicketRef(k)))
-    }
-
-    /// Status category `done` is closed, `new` and `indeterminate` open; a closed issue's
-    /// way out of Done is remembered for [`Jira::reopen_request`].
-    pub fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        let state = match status_category(v.get("fields")) {
-            Some("done") => TicketStatus::Closed,
-            Some("new" | "indeterminate") => TicketStatus::Open,
-            _ => return Err(unexpected("no status category", body)),
-        };
-        if state == TicketStatus::Closed {
-            let names: Vec<String> = ["key", "id"]
-                .iter()
-                .filter_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
-                .collect();
-            let found = reopen_transition(&v);
-            if let Ok(mut m) = self.reopen.lock() {
-                if m.len() >= MAX_REMEMBERED {
-                    m.clear();
-                }
-                for n in &names {
-                    match &found {
-                        Some(id) => m.insert(n.clone(), id.clone()),
-                        None => m.remove(n), // a transition learned earlier is stale
-                    };
-                }
-            }
-            if found.is_none() {
-                tracing::warn!(
-                    issue = %names.first().map_or("?", String::as_str),
-                    "Jira offers no transition out of Done: the issue stays closed and only the \
-                     comment is added"
-                );
-            }
-        }
-        Ok(state)
-    }
-
-    /// The account must be active; returns the follow-ups.
-    pub fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        v.get("accountId")
-            .and_then(Value::as_str)
-            .ok_or_else(|| unexpected("no accountId", body))?;
-        if v.get("active").and_then(Value::as_bool) == Some(false) {
-            return Err(DeliveryError::Blocked {
-                message: "the Jira account is deactivated".into(),
-            });
-        }
-        Ok(self.check_follow_ups())
-    }
-
-    /// Reads one follow-up answer, told apart by its shape.
-    pub fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        if let Some(fields) = v.get("requestTypeFields").and_then(Value::as_array) {
-            self.check_request_type(fields)
-        } else if let Some(key) = v.get("projectKey").and_then(Value::as_str) {
-            if key.eq_ignore_ascii_case(&self.project) {
-                Ok(())
-            } else {
-                Err(DeliveryError::Blocked {
-                    message: format!(
-                        "service desk {} belongs to project {:?}, not {:?} (`project`)",
-                        self.jsm.as_ref().map_or("?", |(d, _)| d.as_str()),
-                        clean_text(key),
-                        self.project
-                    ),
-                })
-            }
-        } else if let Some(values) = v.get("values").and_then(Value::as_array) {
-            self.check_priorities(
-                values,
-                v.get("isLast").and_then(Value::as_bool) != Some(false),
-            )
-        } else if v.get("key").is_some() {
-            self.check_project(&v)
-        } else {
-            Err(unexpected(
-                "not a project, priorities, service desk or request type",
-                body,
-            ))
         }
     }
 
@@ -804,6 +535,299 @@ impl Jira {
             });
         }
         Ok(())
+    }
+}
+
+impl Api for Jira {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Adf
+    }
+
+    /// `POST /rest/api/3/issue` (or, for JSM, `POST /rest/servicedeskapi/request`) with the
+    /// summary, the ADF description and the dedup label.
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let summary = json!(one_line(&c.title, MAX_SUMMARY_CHARS, false));
+        let description = fit_adf(body);
+        let labels = json!(self.labels(c));
+        match &self.jsm {
+            None => {
+                let fields = self.fields(vec![
+                    ("project", json!({ "key": self.project })),
+                    ("issuetype", json!({ "name": self.issue_type })),
+                    ("summary", summary),
+                    ("description", description),
+                    ("labels", labels),
+                    ("priority", json!({ "name": self.priority(c.priority) })),
+                ]);
+                self.request(
+                    "POST",
+                    format!("{}/rest/api/3/issue", self.base),
+                    Some(json!({ "fields": fields })),
+                )
+            }
+            Some((desk, rtype)) => {
+                let values = self.fields(vec![
+                    ("summary", summary),
+                    ("description", description),
+                    ("labels", labels),
+                ]);
+                let mut r = self.request(
+                    "POST",
+                    format!("{}/rest/servicedeskapi/request", self.base),
+                    Some(json!({
+                        "serviceDeskId": desk,
+                        "requestTypeId": rtype,
+                        "isAdfRequest": true,
+                        "requestFieldValues": values,
+                    })),
+                );
+                // `isAdfRequest` is marked experimental.
+                r.headers.push(header("X-ExperimentalApi", "opt-in", false));
+                r
+            }
+        }
+    }
+
+    /// The issue key from `201 {"id": "10001", "key": "SEC-12"}` (JSM: `issueKey`).
+    fn parse_create(
+        &self,
+        _c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let field = if self.jsm.is_some() {
+            "issueKey"
+        } else {
+            "key"
+        };
+        v.get(field)
+            .and_then(Value::as_str)
+            .filter(|k| is_issue_key(k))
+            .map(|k| TicketRef(k.to_string()))
+            .ok_or_else(|| unexpected("no issue key", body))
+    }
+
+    /// JSM: the priority, set on the new issue (request forms rarely show it).
+    fn after_create_requests(&self, t: &TicketRef, c: &TicketContent) -> Vec<HttpRequest> {
+        match self.jsm {
+            Some(_) => vec![self.priority_request(t, c.priority)],
+            None => Vec::new(),
+        }
+    }
+
+    /// `POST /rest/api/3/issue/KEY/comment`: an ADF comment, internal in service projects.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({
+            "body": fit_adf(text),
+            "properties": [{ "key": "sd.public.comment", "value": { "internal": true } }],
+        });
+        self.request("POST", format!("{}/comment", self.issue_url(t)), Some(doc))
+    }
+
+    /// `GET /rest/api/3/search/jql` for open issues with the dedup label, oldest first.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let jql = format!(
+            "labels = \"{}\" AND statusCategory != Done ORDER BY created ASC",
+            jql_escape(&Self::label(fingerprint))
+        );
+        let url = format!(
+            "{}/rest/api/3/search/jql?jql={}&fields={}&maxResults=50",
+            self.base,
+            percent_encode(&jql),
+            percent_encode("labels,status,created"),
+        );
+        Some(self.request("GET", url, None))
+    }
+
+    /// The oldest open issue whose labels hold the dedup label exactly.
+    fn parse_find_open(
+        &self,
+        fingerprint: &str,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let issues = v
+            .get("issues")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("no issues", body))?;
+        let label = Self::label(fingerprint);
+        let mut best: Option<(u64, String)> = None;
+        for issue in issues {
+            let key = issue
+                .get("key")
+                .and_then(Value::as_str)
+                .filter(|k| is_issue_key(k));
+            let id = issue
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|i| i.parse::<u64>().ok());
+            let (Some(key), Some(id)) = (key, id) else {
+                return Err(unexpected("an issue without a key or id", body));
+            };
+            let fields = issue.get("fields");
+            let labels = fields
+                .and_then(|f| f.get("labels"))
+                .and_then(Value::as_array)
+                .ok_or_else(|| unexpected("an issue without labels", body))?;
+            if !labels.iter().any(|l| l.as_str() == Some(label.as_str())) {
+                continue; // the same label but for case: another incident
+            }
+            if status_category(fields) == Some("done") {
+                continue; // closed since the index was updated
+            }
+            if best.as_ref().is_none_or(|(b, _)| id < *b) {
+                best = Some((id, key.to_string()));
+            }
+        }
+        Ok(best.map(|(_, k)| TicketRef(k)))
+    }
+
+    /// `GET /rest/api/3/issue/KEY?fields=status&expand=transitions`: the status, and the
+    /// transitions a reopen may need.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        let url = format!("{}?fields=status&expand=transitions", self.issue_url(t));
+        Some(self.request("GET", url, None))
+    }
+
+    /// Status category `done` is closed, `new` and `indeterminate` open; a closed issue's
+    /// way out of Done is remembered for the reopen request.
+    fn parse_status(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let state = match status_category(v.get("fields")) {
+            Some("done") => TicketStatus::Closed,
+            Some("new" | "indeterminate") => TicketStatus::Open,
+            _ => return Err(unexpected("no status category", body)),
+        };
+        if state == TicketStatus::Closed {
+            let names: Vec<String> = ["key", "id"]
+                .iter()
+                .filter_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+                .collect();
+            let found = reopen_transition(&v);
+            if let Ok(mut m) = self.reopen.lock() {
+                if m.len() >= MAX_REMEMBERED {
+                    m.clear();
+                }
+                for n in &names {
+                    match &found {
+                        Some(id) => m.insert(n.clone(), id.clone()),
+                        None => m.remove(n), // a transition learned earlier is stale
+                    };
+                }
+            }
+            if found.is_none() {
+                tracing::warn!(
+                    issue = %names.first().map_or("?", String::as_str),
+                    "Jira offers no transition out of Done: the issue stays closed and only the \
+                     comment is added"
+                );
+            }
+        }
+        Ok(state)
+    }
+
+    /// `POST /rest/api/3/issue/KEY/transitions` with the transition the last status read
+    /// found; `None` when there is none (the comment alone is added).
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let id = self.reopen.lock().ok()?.get(&t.0).cloned()?;
+        let doc = json!({ "transition": { "id": id } });
+        Some(self.request(
+            "POST",
+            format!("{}/transitions", self.issue_url(t)),
+            Some(doc),
+        ))
+    }
+
+    /// `PUT /rest/api/3/issue/KEY {"fields": {"priority": {"name": ...}}}`.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        Some(self.priority_request(t, p))
+    }
+
+    fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        self.classify(status, headers, body)
+    }
+
+    /// `GET /rest/api/3/myself`: proves the URL, the e-mail and the token.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}/rest/api/3/myself", self.base), None))
+    }
+
+    /// The account must be active; returns the follow-ups.
+    fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        v.get("accountId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unexpected("no accountId", body))?;
+        if v.get("active").and_then(Value::as_bool) == Some(false) {
+            return Err(DeliveryError::Blocked {
+                message: "the Jira account is deactivated".into(),
+            });
+        }
+        Ok(self.check_follow_ups())
+    }
+
+    /// Reads one follow-up answer, told apart by its shape.
+    fn parse_check_field(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        if let Some(fields) = v.get("requestTypeFields").and_then(Value::as_array) {
+            self.check_request_type(fields)
+        } else if let Some(key) = v.get("projectKey").and_then(Value::as_str) {
+            if key.eq_ignore_ascii_case(&self.project) {
+                Ok(())
+            } else {
+                Err(DeliveryError::Blocked {
+                    message: format!(
+                        "service desk {} belongs to project {:?}, not {:?} (`project`)",
+                        self.jsm.as_ref().map_or("?", |(d, _)| d.as_str()),
+                        clean_text(key),
+                        self.project
+                    ),
+                })
+            }
+        } else if let Some(values) = v.get("values").and_then(Value::as_array) {
+            self.check_priorities(
+                values,
+                v.get("isLast").and_then(Value::as_bool) != Some(false),
+            )
+        } else if v.get("key").is_some() {
+            self.check_project(&v)
+        } else {
+            Err(unexpected(
+                "not a project, priorities, service desk or request type",
+                body,
+            ))
+        }
     }
 }
 
@@ -955,186 +979,10 @@ fn reset_wait(headers: &[(String, String)], now: SystemTime) -> Option<Duration>
     )
 }
 
-/// Standard base64 with padding (RFC 4648), for the basic authentication header.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// `title` on one line (line breaks and control characters become spaces, runs of spaces
-/// collapse), cut to `max` characters with `…`.
-fn one_line(title: &str, max: usize) -> String {
-    let mut out = String::with_capacity(title.len());
-    for c in title.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        out.push(c);
-    }
-    if out.chars().count() <= max {
-        return out;
-    }
-    let cut: String = out.chars().take(max - 1).collect();
-    format!("{}…", cut.trim_end())
-}
-
-/// The [`Api`] of Jira: the inherent methods above, which the contract tests also call.
-impl Api for Jira {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Adf
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Jira::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        _c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Jira::parse_create(self, status, headers, body)
-    }
-
-    fn after_create_requests(&self, t: &TicketRef, c: &TicketContent) -> Vec<HttpRequest> {
-        Jira::after_create_requests(self, t, c)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Jira::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Jira::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Jira::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Jira::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Jira::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Jira::reopen_request(self, t)
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Jira::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Jira::classify(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Jira::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Jira::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Jira::parse_check_field(self, status, headers, body)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first `[[helpdesk]]` entry of `text`.
-    fn config(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located(text: &str) -> Vec<String> {
-        config(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| {
-                let at = span.map_or(0, |s| s.start);
-                let l = crate::error::Location::from_offset(std::path::Path::new("c"), text, at);
-                format!("{}:{}: {m}", l.line, l.column)
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
 
     const BASE: &str = "[[helpdesk]]\nname = \"jira\"\nkind = \"jira\"\n\
                         url = \"https://example.atlassian.net\"\ntoken_env = \"JIRA_TOKEN\"\n";
@@ -1148,7 +996,7 @@ mod tests {
             "username = \"bot@example.com\"\nproject = \"HELP\"\nservice_desk_id = \"3\"\n\
              request_type_id = \"17\"\npriority_map = { P1 = \"Blocker\" }\n",
         ] {
-            let got = located(&format!("{BASE}{ok}"));
+            let got = problems_of(&format!("{BASE}{ok}"));
             assert!(got.is_empty(), "{ok}: {got:?}");
         }
         let u = "username = \"bot@example.com\"\n";
@@ -1193,10 +1041,10 @@ mod tests {
             ),
         ];
         for (extra, want) in cases {
-            let got = located(&format!("{BASE}{extra}")).join("\n");
+            let got = problems_of(&format!("{BASE}{extra}")).join("\n");
             assert!(got.contains(want), "{extra}\n got: {got}\nwant: {want}");
         }
-        let no_token = located(
+        let no_token = problems_of(
             "[[helpdesk]]\nname = \"jira\"\nkind = \"jira\"\nurl = \"https://x\"\n\
              username = \"a@b\"\nproject = \"SEC\"\n",
         );
@@ -1212,25 +1060,13 @@ mod tests {
             "{BASE}username = \"bot@example.com\"\nproject = \"SEC\"\n\
              priority_map = {{ P4 = \"Lowest\" }}\n"
         ));
-        let j = Jira::new(
-            &cfg,
-            Secrets {
-                token: Some(Secret("tok".into())),
-                ..Secrets::default()
-            },
-        )
-        .unwrap();
+        let j = Jira::new(&cfg, token("tok")).unwrap();
         assert_eq!(
             [Priority::P1, Priority::P2, Priority::P3, Priority::P4].map(|p| j.priority(p)),
             ["Highest", "High", "Medium", "Lowest"]
         );
         // printf 'bot@example.com:tok' | base64
         assert_eq!(j.auth.0, "Basic Ym90QGV4YW1wbGUuY29tOnRvaw==");
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
     }
 
     #[test]

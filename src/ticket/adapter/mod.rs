@@ -20,9 +20,11 @@
 //! redacted in [`HttpRequest::display_redacted`] and are scrubbed from error messages in case a
 //! help desk echoes them back.
 //!
-//! Each help desk module implements the crate-internal `Api` trait (builders and parsers only) and exports `KEYS`
-//! (the config keys only it accepts) and `problems` (its config checks); [`Adapter`] wraps it
-//! with what every help desk shares. Adding a help desk is one module, one [`HelpdeskKind`]
+//! Each help desk module implements the crate-internal `Api` trait (builders and parsers only)
+//! and exports `KEYS` (the config keys only it accepts) and `problems` (its config checks);
+//! [`Adapter`] wraps it with what every help desk shares. What several modules need (JSON
+//! requests and answers, API base URLs, basic credentials, one-line titles, JSON ids,
+//! rate-limit resets) is here too. Adding a help desk is one module, one [`HelpdeskKind`]
 //! variant and its contract tests.
 //!
 //! - [`rt`]: Request Tracker 5, REST 2.0.
@@ -56,6 +58,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::policy::Priority;
@@ -960,6 +963,194 @@ fn unix_now() -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Helpers of the help desk modules
+// ---------------------------------------------------------------------------------------------
+
+/// A request with our [`base_headers`], the help desk's credential header `auth`, and `body`
+/// as JSON when there is one.
+pub(crate) fn json_request(
+    method: &str,
+    url: String,
+    auth: Header,
+    body: Option<Value>,
+) -> HttpRequest {
+    let mut headers = base_headers(body.is_some());
+    headers.push(auth);
+    HttpRequest {
+        method: method.to_string(),
+        url,
+        headers,
+        body: body.map(|b| b.to_string()),
+    }
+}
+
+/// The body of a successful answer as JSON; a body that is not JSON is an unexpected answer
+/// (a proxy's page, another API).
+pub(crate) fn json_body(body: &[u8]) -> Result<Value, DeliveryError> {
+    serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+}
+
+/// `url` without a trailing `/` or `suffix` (an operator may paste the API address), then
+/// `suffix`: `https://x.example.com/` and `https://x.example.com/api/v1` both give
+/// `https://x.example.com/api/v1` (an empty `suffix` only removes trailing slashes).
+pub(crate) fn api_base(url: &str, suffix: &str) -> String {
+    let base = url.trim().trim_end_matches('/');
+    let base = base.strip_suffix(suffix).unwrap_or(base);
+    format!("{}{suffix}", base.trim_end_matches('/'))
+}
+
+/// The credentials of HTTP basic authentication (RFC 7617), `user:password` in base64: what
+/// follows `Basic ` in the `Authorization` header.
+pub(crate) fn basic_credentials(user: &str, password: &str) -> String {
+    base64(format!("{user}:{password}").as_bytes())
+}
+
+/// Standard base64 with padding (RFC 4648).
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    use ::base64::Engine as _;
+    ::base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A title as help desks show it in lists and notification subjects: one line (control
+/// characters and runs of white space become one space, none at either end), at most
+/// `max_chars` characters, cut with `…`. With `drop_invisible`, zero-width and bidi controls,
+/// which could disguise attacker text, are dropped as well (Zammad, Zendesk and Freshdesk drop
+/// them; Jira, GitLab and Redmine keep them, as they always have).
+pub(crate) fn one_line(title: &str, max_chars: usize, drop_invisible: bool) -> String {
+    let mut out = String::with_capacity(title.len().min(max_chars * 4));
+    for c in title.trim().chars() {
+        if drop_invisible
+            && matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        {
+            continue;
+        }
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    let out = out.trim_end();
+    if out.chars().count() <= max_chars {
+        return out.to_string();
+    }
+    let mut cut: String = out.chars().take(max_chars.saturating_sub(1)).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+/// `text` when it has at most `max_chars` characters, else its first `max_chars - 1` and `…`
+/// (for text that is one line already, such as [`crate::ticket::render::title`]).
+pub(crate) fn cut(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max_chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Merges `create_fields` into a create body without replacing what sentinela set; `tags`
+/// (an array, or Zammad's comma-separated string) are the union, sentinela's first.
+pub(crate) fn merge_fields(doc: &mut Map<String, Value>, extra: &Map<String, Value>) {
+    for (k, v) in extra {
+        match (doc.get_mut(k), v) {
+            (None, _) => {
+                doc.insert(k.clone(), v.clone());
+            }
+            (Some(Value::Array(ours)), Value::Array(theirs)) if k == "tags" => {
+                for t in theirs {
+                    if !ours.contains(t) {
+                        ours.push(t.clone());
+                    }
+                }
+            }
+            (Some(Value::String(ours)), Value::String(theirs)) if k == "tags" => {
+                let mut all: Vec<String> = ours.split(',').map(str::to_string).collect();
+                for t in theirs.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    if !all.iter().any(|x| x == t) {
+                        all.push(t.to_string());
+                    }
+                }
+                *ours = all.join(",");
+            }
+            _ => {} // sentinela's value stays
+        }
+    }
+}
+
+/// Reports `create_fields` keys that sentinela sets itself (they would be ignored).
+pub(crate) fn reserved_create_fields(
+    cfg: &HelpdeskConfig,
+    reserved: &[&str],
+    err: &mut dyn FnMut(Option<Range<usize>>, String),
+) {
+    if let Some(t) = &cfg.create_fields {
+        for key in t.get_ref().keys() {
+            if reserved.contains(&key.as_str()) {
+                err(
+                    Some(t.span()),
+                    format!(
+                        "`create_fields` must not set `{key}`: sentinela sets it (see the \
+                         {} section of the documentation)",
+                        cfg.kind.get_ref().display_name()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A plain e-mail address (`local@domain.tld`), as help desks accept for users: no display
+/// name, spaces, quotes or list separators.
+pub(crate) fn looks_like_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && s.chars().all(|c| {
+            !c.is_whitespace() && !c.is_control() && !matches!(c, ',' | ';' | '<' | '>' | '"')
+        })
+}
+
+/// An id from JSON as its digits, kept as sent: a number, or a non-empty string of ASCII
+/// digits.
+pub(crate) fn id_digits(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.as_u64()?.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+/// A numeric id from JSON: a number, or a string of digits.
+pub(crate) fn numeric_id(v: &Value) -> Option<u64> {
+    id_digits(v)?.parse().ok()
+}
+
+/// The wait until the unix time (seconds) in header `name`, a rate limit's reset, capped at
+/// [`MAX_RETRY_AFTER`].
+pub(crate) fn unix_reset_wait(
+    headers: &[(String, String)],
+    name: &str,
+    now: SystemTime,
+) -> Option<Duration> {
+    let reset: u64 = header_value(headers, name)?.trim().parse().ok()?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER))
+}
+
+// ---------------------------------------------------------------------------------------------
 // The adapter
 // ---------------------------------------------------------------------------------------------
 
@@ -972,8 +1163,17 @@ fn unix_now() -> u64 {
 /// builders stay pure and tests deterministic). Parsers get the status, the headers (names in
 /// lower case) and the body.
 pub(crate) trait Api: fmt::Debug + Send + Sync {
-    /// What this help desk supports.
-    fn capabilities(&self) -> Capabilities;
+    /// What this help desk supports; by default what a ticket system does: find the open
+    /// ticket of a key, read its status, reopen and reprioritise it apart from comments, and
+    /// leave closing to people.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: true,
+            read_status: true,
+            separate_state_changes: true,
+            resolve_on_close: false,
+        }
+    }
 
     /// The markup of ticket bodies and comments.
     fn body_format(&self) -> BodyFormat;
@@ -1139,6 +1339,13 @@ pub(crate) trait Api: fmt::Debug + Send + Sync {
     fn close_session_request(&self) -> Option<HttpRequest> {
         None
     }
+
+    /// Values derived from the secrets that messages must not show either (an encoded basic
+    /// authorization, which decodes to the token): [`Adapter`] scrubs them from its errors,
+    /// before the secrets themselves.
+    fn derived_secrets(&self) -> Vec<Secret> {
+        Vec::new()
+    }
 }
 
 /// The secrets of one `[[helpdesk]]` entry, read by reference from the environment or files.
@@ -1224,7 +1431,7 @@ impl Adapter {
     }
 
     fn build(cfg: &HelpdeskConfig, secrets: Secrets) -> Result<Adapter, String> {
-        let common = Common::new(cfg, secrets.all());
+        let configured = secrets.all();
         let kind = *cfg.kind.get_ref();
         let api: Arc<dyn Api> = match kind {
             HelpdeskKind::Rt => Arc::new(rt::Rt::new(cfg, secrets)?),
@@ -1239,6 +1446,9 @@ impl Adapter {
             HelpdeskKind::Gitlab => Arc::new(gitlab::Gitlab::new(cfg, secrets)?),
             HelpdeskKind::Pagerduty => Arc::new(pagerduty::Pagerduty::new(cfg, secrets)?),
         };
+        let mut scrubbed = api.derived_secrets();
+        scrubbed.extend(configured);
+        let common = Common::new(cfg, scrubbed);
         Ok(Adapter { common, kind, api })
     }
 
@@ -1963,9 +2173,87 @@ pub(crate) fn unexpected(what: &str, body: &[u8]) -> DeliveryError {
     }
 }
 
+/// What the unit tests of the help desk modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+
+    use super::{HelpdeskConfig, Secret, Secrets};
+    use crate::policy::Priority;
+    use crate::ticket::TicketContent;
+
+    /// The config of the first entry of `text`.
+    pub(crate) fn config(text: &str) -> HelpdeskConfig {
+        #[derive(Debug, serde::Deserialize)]
+        struct File {
+            helpdesk: Vec<HelpdeskConfig>,
+        }
+        let mut f: File = toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        f.helpdesk.remove(0)
+    }
+
+    /// The problems of the first entry of `text`, as `line:column: message` (only the message
+    /// when the problem has no location).
+    pub(crate) fn problems_of(text: &str) -> Vec<String> {
+        config(text)
+            .problems()
+            .into_iter()
+            .map(|(span, m)| match span {
+                Some(s) => {
+                    let l = crate::error::Location::from_offset(Path::new("c.toml"), text, s.start);
+                    format!("{}:{}: {m}", l.line, l.column)
+                }
+                None => m,
+            })
+            .collect()
+    }
+
+    /// Asserts that the problems of `text` include `want`.
+    pub(crate) fn assert_problem(text: &str, want: &str) {
+        let got = problems_of(text).join("\n");
+        assert!(
+            got.contains(want),
+            "config:\n{text}\n got: {got}\nwant: {want}"
+        );
+    }
+
+    /// Secrets with only the token `token`.
+    pub(crate) fn token(token: &str) -> Secrets {
+        Secrets {
+            token: Some(Secret(token.into())),
+            ..Secrets::default()
+        }
+    }
+
+    /// An incident with `fingerprint`, `title` and `priority`, and nothing else.
+    pub(crate) fn content(fingerprint: &str, title: &str, priority: Priority) -> TicketContent {
+        TicketContent {
+            fingerprint: fingerprint.into(),
+            detector: "d".into(),
+            title: title.into(),
+            priority,
+            severity: String::new(),
+            category: String::new(),
+            criticality: String::new(),
+            count: 1,
+            first_seen: String::new(),
+            last_seen: String::new(),
+            source: String::new(),
+            fields: Default::default(),
+            evidence: vec![],
+            description: String::new(),
+            response: String::new(),
+            references: vec![],
+            previous_ticket: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::problems_of;
     use super::*;
+    use serde_json::json;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -1980,21 +2268,6 @@ mod tests {
             format!("{}:{}: {}", loc.line, loc.column, e.message())
         })?;
         Ok(f.helpdesk.into_iter().map(Spanned::into_inner).collect())
-    }
-
-    fn problems(text: &str) -> Vec<String> {
-        let cfgs = parse(text).expect("parses");
-        cfgs[0]
-            .problems()
-            .into_iter()
-            .map(|(span, m)| match span {
-                Some(s) => {
-                    let l = crate::error::Location::from_offset(Path::new("c.toml"), text, s.start);
-                    format!("{}:{}: {m}", l.line, l.column)
-                }
-                None => m,
-            })
-            .collect()
     }
 
     const RT: &str =
@@ -2127,7 +2400,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let got = problems(text).join("\n");
+            let got = problems_of(text).join("\n");
             assert!(
                 got.contains(want),
                 "config:\n{text}\n got: {got}\nwant: {want}"
@@ -2225,6 +2498,114 @@ mod tests {
             server_message(b"line\r\nbreak\x1b[31m"),
             Some("line break [31m".into())
         );
+    }
+
+    #[test]
+    fn api_bases_are_normalised() {
+        for url in [
+            "https://z.example",
+            "https://z.example/",
+            "https://z.example/api/v1",
+            "https://z.example/api/v1/",
+        ] {
+            assert_eq!(
+                api_base(url, "/api/v1"),
+                "https://z.example/api/v1",
+                "{url}"
+            );
+        }
+        assert_eq!(api_base("https://j.example//", ""), "https://j.example");
+    }
+
+    #[test]
+    fn base64_follows_rfc_4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+    }
+
+    #[test]
+    fn basic_credentials_are_user_colon_password() {
+        // RFC 7617, section 2.
+        assert_eq!(
+            basic_credentials("Aladdin", "open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
+
+    #[test]
+    fn titles_are_one_line_and_cut() {
+        // Without `drop_invisible`, only line breaks and control characters go.
+        assert_eq!(one_line(" a\r\nb\u{200b}c ", 100, false), "a b\u{200b}c");
+        assert_eq!(
+            one_line(" a\r\nb\t\tc \u{202e}d\u{200b}e ", 100, true),
+            "a b c de"
+        );
+        let long = "é".repeat(300);
+        let t = one_line(&long, 250, true);
+        assert_eq!(t.chars().count(), 250);
+        assert!(t.ends_with('…'));
+        assert_eq!(one_line("abc", 3, true), "abc");
+        assert_eq!(one_line("abcd", 3, true), "ab…");
+    }
+
+    #[test]
+    fn one_line_text_is_cut_as_it_is() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("ab cd", 4), "ab …");
+        assert_eq!(cut("abc", 0), "…");
+    }
+
+    #[test]
+    fn create_fields_never_replace_ours_and_tags_are_merged() {
+        let mut doc = Map::new();
+        doc.insert("title".into(), json!("ours"));
+        doc.insert("tags".into(), json!(["a", "b"]));
+        let extra = json!({"title": "theirs", "tags": ["b", "c"], "type": "x"});
+        merge_fields(&mut doc, extra.as_object().unwrap());
+        assert_eq!(
+            Value::Object(doc),
+            json!({"title": "ours", "tags": ["a", "b", "c"], "type": "x"})
+        );
+        let mut doc = Map::new();
+        doc.insert("tags".into(), json!("sentinela,sentinela-1"));
+        merge_fields(
+            &mut doc,
+            json!({"tags": "ids, sentinela"}).as_object().unwrap(),
+        );
+        assert_eq!(doc["tags"], json!("sentinela,sentinela-1,ids"));
+    }
+
+    #[test]
+    fn ids_and_emails() {
+        assert_eq!(numeric_id(&json!(12)), Some(12));
+        assert_eq!(numeric_id(&json!("12")), Some(12));
+        assert_eq!(numeric_id(&json!("1/2")), None);
+        assert_eq!(numeric_id(&json!(-1)), None);
+        assert_eq!(id_digits(&json!("12")), Some("12".into()));
+        assert_eq!(id_digits(&json!(12)), Some("12".into()));
+        assert_eq!(id_digits(&json!("1/2")), None);
+        assert!(looks_like_email("a.b+c@example.co"));
+        for bad in [
+            "a",
+            "a@b",
+            "@b.c",
+            "a b@c.d",
+            "a@b.c,d@e.f",
+            "\"a\"@b.c",
+            "a@.b",
+        ] {
+            assert!(!looks_like_email(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -32,8 +32,8 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, prio_index, unexpected, Api, Capabilities, HelpdeskConfig,
-    PriorityValue, Secret, Secrets,
+    api_base, base_headers, classify, cut, json_body, prio_index, unexpected, Api, Capabilities,
+    HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{self, BodyFormat};
@@ -102,15 +102,13 @@ impl Pagerduty {
                 cfg.name.get_ref()
             )
         })?;
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = base.strip_suffix(ENQUEUE_PATH).unwrap_or(base);
         let defaults = SEVERITIES.map(|s| PriorityValue::Text(s.to_string()));
         let severities = cfg.priorities(defaults).map(|v| match v {
             PriorityValue::Text(s) => s.to_ascii_lowercase(),
             PriorityValue::Int(i) => i.to_string(), // refused by `problems`
         });
         Ok(Pagerduty {
-            url: format!("{base}{ENQUEUE_PATH}"),
+            url: api_base(cfg.url.get_ref(), ENQUEUE_PATH),
             routing_key,
             group: cfg.group.as_ref().map(|g| g.get_ref().trim().to_string()),
             host: local_host_name(),
@@ -210,7 +208,7 @@ impl Pagerduty {
         body: &[u8],
     ) -> Result<(), DeliveryError> {
         classify_event(status, headers, body)?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = json_body(body)?;
         if v.get("status").and_then(Value::as_str) != Some("success") {
             return Err(unexpected("no \"status\": \"success\"", body));
         }
@@ -274,13 +272,7 @@ fn error_text(body: &[u8]) -> Option<String> {
 
 /// The alert summary: the ticket title on one line, within PagerDuty's limit.
 fn summary(c: &TicketContent) -> String {
-    let t = render::title(c);
-    if t.chars().count() <= MAX_SUMMARY_CHARS {
-        return t;
-    }
-    let mut cut: String = t.chars().take(MAX_SUMMARY_CHARS - 1).collect();
-    cut.push('…');
-    cut
+    cut(&render::title(c), MAX_SUMMARY_CHARS)
 }
 
 /// This machine's name (Linux), or `sentinela`.
@@ -364,41 +356,14 @@ impl Api for Pagerduty {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_one(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located_problems(text: &str) -> Vec<String> {
-        let path = std::path::Path::new("c.toml");
-        parse_one(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| match span {
-                Some(s) => {
-                    let l = crate::error::Location::from_offset(path, text, s.start);
-                    format!("{}:{}: {m}", l.line, l.column)
-                }
-                None => m,
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
 
     const PD: &str = "[[helpdesk]]\nname = \"pd\"\nkind = \"pagerduty\"\n\
                       url = \"https://events.pagerduty.com\"\ntoken_env = \"PD_ROUTING_KEY\"\n";
 
     #[test]
     fn config_problems_are_located() {
-        assert!(
-            located_problems(PD).is_empty(),
-            "{:?}",
-            located_problems(PD)
-        );
+        assert!(problems_of(PD).is_empty(), "{:?}", problems_of(PD));
         let cases: &[(String, &str)] = &[
             (
                 PD.replace("token_env = \"PD_ROUTING_KEY\"\n", ""),
@@ -426,27 +391,21 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let got = located_problems(text).join("\n");
+            let got = problems_of(text).join("\n");
             assert!(
                 got.contains(want),
                 "config:\n{text}\ngot: {got}\nwant: {want}"
             );
         }
         let ok = format!("{PD}priority_map = {{ P4 = \"Warning\" }}\ngroup = \"edge\"\n");
-        assert!(located_problems(&ok).is_empty());
+        assert!(problems_of(&ok).is_empty());
         let ok = PD.replace("pagerduty.com\"", "pagerduty.com/v2/enqueue/\"");
-        assert!(located_problems(&ok).is_empty());
+        assert!(problems_of(&ok).is_empty());
     }
 
     #[test]
     fn severities_default_and_map() {
-        let pd = |text: &str| {
-            let secrets = Secrets {
-                token: Some(Secret("k".into())),
-                ..Secrets::default()
-            };
-            Pagerduty::new(&parse_one(text), secrets).unwrap()
-        };
+        let pd = |text: &str| Pagerduty::new(&config(text), token("k")).unwrap();
         let a = pd(PD);
         let all = [Priority::P1, Priority::P2, Priority::P3, Priority::P4];
         assert_eq!(

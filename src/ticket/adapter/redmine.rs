@@ -47,8 +47,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, percent_encode, prio_index, unexpected, Api, Capabilities,
-    HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, classify, header, json_body, json_request, one_line, percent_encode, prio_index,
+    unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -222,7 +222,7 @@ impl Redmine {
         let id_of =
             |v: &Option<toml::Spanned<String>>| v.as_ref().and_then(|s| positive_id(s.get_ref()));
         Ok(Redmine {
-            base: cfg.url.get_ref().trim_end_matches('/').to_string(),
+            base: api_base(cfg.url.get_ref(), ""),
             project: cfg
                 .project
                 .as_ref()
@@ -253,14 +253,12 @@ impl Redmine {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header("X-Redmine-API-Key", &self.token.0, true));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("X-Redmine-API-Key", &self.token.0, true),
+            body,
+        )
     }
 
     fn issue_url(&self, t: &TicketRef) -> String {
@@ -274,102 +272,15 @@ impl Redmine {
     /// The subject: the title on one line, after the tag when the key lives there.
     fn subject(&self, c: &TicketContent) -> String {
         match self.fingerprint_field {
-            Some(_) => one_line(&c.title, MAX_SUBJECT_CHARS),
+            Some(_) => one_line(&c.title, MAX_SUBJECT_CHARS, false),
             None => {
                 let tag = Self::subject_tag(&c.fingerprint);
                 let room = MAX_SUBJECT_CHARS
                     .saturating_sub(tag.chars().count() + 1)
                     .max(1);
-                format!("{tag} {}", one_line(&c.title, room))
+                format!("{tag} {}", one_line(&c.title, room, false))
             }
         }
-    }
-
-    /// `POST /issues.json` with the project, subject, Markdown description, priority,
-    /// tracker and the fingerprint custom field (plus `create_fields`, which never replace
-    /// ours).
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut issue = Map::new();
-        let mut custom = Vec::new();
-        if let Some(id) = self.fingerprint_field {
-            custom.push(json!({ "id": id, "value": c.fingerprint }));
-        }
-        for (k, v) in &self.create_fields {
-            if k == "custom_fields" {
-                for (id, e) in extra_custom_fields(v).unwrap_or_default() {
-                    if Some(id) != self.fingerprint_field {
-                        custom.push(e);
-                    }
-                }
-            } else if !OWN_FIELDS.contains(&k.as_str()) {
-                issue.insert(k.clone(), v.clone());
-            }
-        }
-        issue.insert("project_id".into(), json!(self.project));
-        issue.insert("subject".into(), json!(self.subject(c)));
-        issue.insert("description".into(), json!(body));
-        issue.insert("priority_id".into(), json!(self.priority(c.priority)));
-        if let Some(t) = self.tracker {
-            issue.insert("tracker_id".into(), json!(t));
-        }
-        if !custom.is_empty() {
-            issue.insert("custom_fields".into(), Value::Array(custom));
-        }
-        self.request(
-            "POST",
-            format!("{}/issues.json", self.base),
-            Some(json!({ "issue": issue })),
-        )
-    }
-
-    /// `PUT /issues/ID.json` with a private note.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({ "issue": { "notes": text, "private_notes": true } });
-        self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// The project's open issues carrying `fingerprint` (custom field or subject tag), by id.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let filter = match self.fingerprint_field {
-            Some(id) => format!("cf_{id}={}", percent_encode(fingerprint)),
-            None => format!(
-                "subject={}",
-                percent_encode(&format!("~{}", Self::subject_tag(fingerprint)))
-            ),
-        };
-        let url = format!(
-            "{}/issues.json?status_id=open&{filter}&sort=id&limit=100",
-            self.project_url()
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /issues.json?issue_id=ID&status_id=open`: lists the issue only while it is open.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        let url = format!(
-            "{}/issues.json?issue_id={}&status_id=open",
-            self.base,
-            percent_encode(&t.0)
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `PUT /issues/ID.json` setting the first open status.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        let doc = json!({ "issue": { "status_id": self.reopen_status() } });
-        self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// `PUT /issues/ID.json` setting `priority_id`.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let doc = json!({ "issue": { "priority_id": self.priority(p) } });
-        self.request("PUT", self.issue_url(t), Some(doc))
-    }
-
-    /// `GET /users/current.json`: proves the URL, the key and that the REST web service is
-    /// on.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", format!("{}/users/current.json", self.base), None)
     }
 
     /// The check's follow-ups: the project with its trackers and custom fields, the
@@ -414,7 +325,7 @@ impl Redmine {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         self.classify(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
     }
 
     /// [`classify`] with what to check for Redmine's terse 401, 403 and 404.
@@ -443,82 +354,6 @@ impl Redmine {
         })
     }
 
-    /// The issue id from `201 {"issue": {"id": 7, ...}}`; `Blocked` when Redmine dropped the
-    /// fingerprint custom field.
-    pub fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        let issue = v.get("issue").ok_or_else(|| unexpected("no issue", body))?;
-        let id = issue
-            .get("id")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| unexpected("no issue id", body))?;
-        if let Some(field) = self.fingerprint_field {
-            let stored = cf_value(issue, field);
-            if stored != Some(c.fingerprint.as_str()) {
-                return Err(DeliveryError::Blocked {
-                    message: format!(
-                        "issue #{id} was created but custom field {field} does not hold the \
-                         fingerprint ({}): Redmine drops values silently when the field is \
-                         not enabled for project {:?} and its tracker, or the role may not \
-                         edit it; fix Redmine, then close issue #{id}",
-                        match stored {
-                            None => "the field is not on the issue".to_string(),
-                            Some(s) => format!("it holds {:?}", super::clean_text(s)),
-                        },
-                        self.project
-                    ),
-                });
-            }
-        }
-        Ok(TicketRef(id.to_string()))
-    }
-
-    /// The oldest open issue whose custom field equals `fingerprint`, or whose subject starts
-    /// with its tag, exactly.
-    pub fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        let issues = v
-            .get("issues")
-            .and_then(Value::as_array)
-            .ok_or_else(|| unexpected("no issues", body))?;
-        let tag = Self::subject_tag(fingerprint);
-        let mut best: Option<u64> = None;
-        for issue in issues {
-            let Some(id) = issue.get("id").and_then(Value::as_u64) else {
-                return Err(unexpected("an issue without an id", body));
-            };
-            let matches = match self.fingerprint_field {
-                Some(field) => match cf_value(issue, field) {
-                    Some(s) if s == fingerprint => true,
-                    Some(s) if s.eq_ignore_ascii_case(fingerprint) => false,
-                    // Redmine ignores a filter on a field that is not "Used as a filter",
-                    // and lists every issue.
-                    _ => return Err(self.not_a_filter(field)),
-                },
-                None => issue
-                    .get("subject")
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| s.starts_with(&tag)),
-            };
-            if matches && best.is_none_or(|b| id < b) {
-                best = Some(id);
-            }
-        }
-        Ok(best.map(|id| TicketRef(id.to_string())))
-    }
-
     fn not_a_filter(&self, field: u64) -> DeliveryError {
         DeliveryError::Blocked {
             message: format!(
@@ -527,67 +362,6 @@ impl Redmine {
                  enabled for project {:?}, or not visible to the key's user",
                 self.project
             ),
-        }
-    }
-
-    /// Open when the `status_id=open` list, filtered by the issue's id, shows it.
-    pub fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        let issues = v
-            .get("issues")
-            .and_then(Value::as_array)
-            .ok_or_else(|| unexpected("no issues", body))?;
-        match issues.len() {
-            0 => Ok(TicketStatus::Closed),
-            1 => Ok(TicketStatus::Open),
-            _ => Err(unexpected("several issues for one issue_id", body)),
-        }
-    }
-
-    /// The key's user; returns the follow-ups.
-    pub fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        v.get("user")
-            .and_then(|u| u.get("id"))
-            .and_then(Value::as_u64)
-            .ok_or_else(|| unexpected("no user", body))?;
-        Ok(self.check_follow_ups())
-    }
-
-    /// Reads one follow-up answer, told apart by its top-level key.
-    pub fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        let v = self.json_answer(status, headers, body)?;
-        if let Some(p) = v.get("project") {
-            self.check_project(p)
-        } else if let Some(list) = v.get("issue_priorities").and_then(Value::as_array) {
-            self.check_priorities(list)
-        } else if let Some(list) = v.get("issue_statuses").and_then(Value::as_array) {
-            self.learn_statuses(list)
-        } else if let Some(n) = v.get("total_count").and_then(Value::as_u64) {
-            match (n, self.fingerprint_field) {
-                (0, _) | (_, None) => Ok(()),
-                (_, Some(field)) => Err(self.not_a_filter(field)),
-            }
-        } else {
-            Err(unexpected(
-                "not a project, priorities, statuses or issues",
-                body,
-            ))
         }
     }
 
@@ -729,6 +503,252 @@ impl Redmine {
     }
 }
 
+impl Api for Redmine {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Markdown
+    }
+
+    /// `POST /issues.json` with the project, subject, Markdown description, priority,
+    /// tracker and the fingerprint custom field (plus `create_fields`, which never replace
+    /// ours).
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut issue = Map::new();
+        let mut custom = Vec::new();
+        if let Some(id) = self.fingerprint_field {
+            custom.push(json!({ "id": id, "value": c.fingerprint }));
+        }
+        for (k, v) in &self.create_fields {
+            if k == "custom_fields" {
+                for (id, e) in extra_custom_fields(v).unwrap_or_default() {
+                    if Some(id) != self.fingerprint_field {
+                        custom.push(e);
+                    }
+                }
+            } else if !OWN_FIELDS.contains(&k.as_str()) {
+                issue.insert(k.clone(), v.clone());
+            }
+        }
+        issue.insert("project_id".into(), json!(self.project));
+        issue.insert("subject".into(), json!(self.subject(c)));
+        issue.insert("description".into(), json!(body));
+        issue.insert("priority_id".into(), json!(self.priority(c.priority)));
+        if let Some(t) = self.tracker {
+            issue.insert("tracker_id".into(), json!(t));
+        }
+        if !custom.is_empty() {
+            issue.insert("custom_fields".into(), Value::Array(custom));
+        }
+        self.request(
+            "POST",
+            format!("{}/issues.json", self.base),
+            Some(json!({ "issue": issue })),
+        )
+    }
+
+    /// The issue id from `201 {"issue": {"id": 7, ...}}`; `Blocked` when Redmine dropped the
+    /// fingerprint custom field.
+    fn parse_create(
+        &self,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let issue = v.get("issue").ok_or_else(|| unexpected("no issue", body))?;
+        let id = issue
+            .get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| unexpected("no issue id", body))?;
+        if let Some(field) = self.fingerprint_field {
+            let stored = cf_value(issue, field);
+            if stored != Some(c.fingerprint.as_str()) {
+                return Err(DeliveryError::Blocked {
+                    message: format!(
+                        "issue #{id} was created but custom field {field} does not hold the \
+                         fingerprint ({}): Redmine drops values silently when the field is \
+                         not enabled for project {:?} and its tracker, or the role may not \
+                         edit it; fix Redmine, then close issue #{id}",
+                        match stored {
+                            None => "the field is not on the issue".to_string(),
+                            Some(s) => format!("it holds {:?}", super::clean_text(s)),
+                        },
+                        self.project
+                    ),
+                });
+            }
+        }
+        Ok(TicketRef(id.to_string()))
+    }
+
+    /// `PUT /issues/ID.json` with a private note.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({ "issue": { "notes": text, "private_notes": true } });
+        self.request("PUT", self.issue_url(t), Some(doc))
+    }
+
+    /// The project's open issues carrying `fingerprint` (custom field or subject tag), by id.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let filter = match self.fingerprint_field {
+            Some(id) => format!("cf_{id}={}", percent_encode(fingerprint)),
+            None => format!(
+                "subject={}",
+                percent_encode(&format!("~{}", Self::subject_tag(fingerprint)))
+            ),
+        };
+        let url = format!(
+            "{}/issues.json?status_id=open&{filter}&sort=id&limit=100",
+            self.project_url()
+        );
+        Some(self.request("GET", url, None))
+    }
+
+    /// The oldest open issue whose custom field equals `fingerprint`, or whose subject starts
+    /// with its tag, exactly.
+    fn parse_find_open(
+        &self,
+        fingerprint: &str,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Option<TicketRef>, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let issues = v
+            .get("issues")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("no issues", body))?;
+        let tag = Self::subject_tag(fingerprint);
+        let mut best: Option<u64> = None;
+        for issue in issues {
+            let Some(id) = issue.get("id").and_then(Value::as_u64) else {
+                return Err(unexpected("an issue without an id", body));
+            };
+            let matches = match self.fingerprint_field {
+                Some(field) => match cf_value(issue, field) {
+                    Some(s) if s == fingerprint => true,
+                    Some(s) if s.eq_ignore_ascii_case(fingerprint) => false,
+                    // Redmine ignores a filter on a field that is not "Used as a filter",
+                    // and lists every issue.
+                    _ => return Err(self.not_a_filter(field)),
+                },
+                None => issue
+                    .get("subject")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.starts_with(&tag)),
+            };
+            if matches && best.is_none_or(|b| id < b) {
+                best = Some(id);
+            }
+        }
+        Ok(best.map(|id| TicketRef(id.to_string())))
+    }
+
+    /// `GET /issues.json?issue_id=ID&status_id=open`: lists the issue only while it is open.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/issues.json?issue_id={}&status_id=open",
+            self.base,
+            percent_encode(&t.0)
+        );
+        Some(self.request("GET", url, None))
+    }
+
+    /// Open when the `status_id=open` list, filtered by the issue's id, shows it.
+    fn parse_status(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketStatus, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        let issues = v
+            .get("issues")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected("no issues", body))?;
+        match issues.len() {
+            0 => Ok(TicketStatus::Closed),
+            1 => Ok(TicketStatus::Open),
+            _ => Err(unexpected("several issues for one issue_id", body)),
+        }
+    }
+
+    /// `PUT /issues/ID.json` setting the first open status.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "issue": { "status_id": self.reopen_status() } });
+        Some(self.request("PUT", self.issue_url(t), Some(doc)))
+    }
+
+    /// `PUT /issues/ID.json` setting `priority_id`.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "issue": { "priority_id": self.priority(p) } });
+        Some(self.request("PUT", self.issue_url(t), Some(doc)))
+    }
+
+    fn parse_ok(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        self.classify(status, headers, body)
+    }
+
+    /// `GET /users/current.json`: proves the URL, the key and that the REST web service is
+    /// on.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}/users/current.json", self.base), None))
+    }
+
+    /// The key's user; returns the follow-ups.
+    fn parse_check(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Vec<HttpRequest>, DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        v.get("user")
+            .and_then(|u| u.get("id"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| unexpected("no user", body))?;
+        Ok(self.check_follow_ups())
+    }
+
+    /// Reads one follow-up answer, told apart by its top-level key.
+    fn parse_check_field(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let v = self.json_answer(status, headers, body)?;
+        if let Some(p) = v.get("project") {
+            self.check_project(p)
+        } else if let Some(list) = v.get("issue_priorities").and_then(Value::as_array) {
+            self.check_priorities(list)
+        } else if let Some(list) = v.get("issue_statuses").and_then(Value::as_array) {
+            self.learn_statuses(list)
+        } else if let Some(n) = v.get("total_count").and_then(Value::as_u64) {
+            match (n, self.fingerprint_field) {
+                (0, _) | (_, None) => Ok(()),
+                (_, Some(field)) => Err(self.not_a_filter(field)),
+            }
+        } else {
+            Err(unexpected(
+                "not a project, priorities, statuses or issues",
+                body,
+            ))
+        }
+    }
+}
+
 /// The value of custom field `id` on an issue (`None`: not on it, or a multiple value).
 fn cf_value(issue: &Value, id: u64) -> Option<&str> {
     issue
@@ -740,160 +760,10 @@ fn cf_value(issue: &Value, id: u64) -> Option<&str> {
         .as_str()
 }
 
-/// `title` on one line (line breaks and control characters become spaces, runs of spaces
-/// collapse), cut to `max` characters with `…`.
-fn one_line(title: &str, max: usize) -> String {
-    let mut out = String::with_capacity(title.len());
-    for c in title.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        out.push(c);
-    }
-    if out.chars().count() <= max {
-        return out;
-    }
-    let cut: String = out.chars().take(max.saturating_sub(1)).collect();
-    format!("{}…", cut.trim_end())
-}
-
-/// The [`Api`] of Redmine: the inherent methods above, which the contract tests also call.
-impl Api for Redmine {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Markdown
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Redmine::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Redmine::parse_create(self, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Redmine::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Redmine::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Redmine::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Redmine::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Redmine::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Redmine::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Redmine::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Redmine::classify(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Redmine::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Redmine::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Redmine::parse_check_field(self, status, headers, body)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The first `[[helpdesk]]` entry of `text`.
-    fn config(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located(text: &str) -> Vec<String> {
-        config(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| {
-                let at = span.map_or(0, |s| s.start);
-                let l = crate::error::Location::from_offset(std::path::Path::new("c"), text, at);
-                format!("{}:{}: {m}", l.line, l.column)
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, content, problems_of, token};
 
     const BASE: &str = "[[helpdesk]]\nname = \"rm\"\nkind = \"redmine\"\n\
                         url = \"https://redmine.example.com\"\ntoken_env = \"RM_KEY\"\n";
@@ -905,7 +775,7 @@ mod tests {
             "project = \"42\"\nissue_type = \"3\"\nfingerprint_field = \"7\"\n",
             "project = \"sec-ops_2\"\ncreate_fields = { custom_fields = [{ id = 2, value = \"x\" }], assigned_to_id = 5 }\n",
         ] {
-            let got = located(&format!("{BASE}{ok}"));
+            let got = problems_of(&format!("{BASE}{ok}"));
             assert!(got.is_empty(), "{ok}: {got:?}");
         }
         let cases: &[(&str, &str)] = &[
@@ -952,10 +822,10 @@ mod tests {
             ),
         ];
         for (extra, want) in cases {
-            let got = located(&format!("{BASE}{extra}")).join("\n");
+            let got = problems_of(&format!("{BASE}{extra}")).join("\n");
             assert!(got.contains(want), "{extra}\n got: {got}\nwant: {want}");
         }
-        let no_key = located(
+        let no_key = problems_of(
             "[[helpdesk]]\nname = \"rm\"\nkind = \"redmine\"\nurl = \"https://r\"\nproject = \"s\"\n",
         );
         assert!(
@@ -969,38 +839,13 @@ mod tests {
         let cfg = config(&format!(
             "{BASE}project = \"s\"\npriority_map = {{ P1 = 5 }}\n"
         ));
-        let r = Redmine::new(
-            &cfg,
-            Secrets {
-                token: Some(Secret("k".into())),
-                ..Secrets::default()
-            },
-        )
-        .unwrap();
+        let r = Redmine::new(&cfg, token("k")).unwrap();
         assert_eq!(
             [Priority::P1, Priority::P2, Priority::P3, Priority::P4].map(|p| r.priority(p)),
             [5, 3, 2, 1]
         );
         assert_eq!(r.reopen_status(), DEFAULT_REOPEN_STATUS);
-        let mut c = crate::ticket::TicketContent {
-            fingerprint: "ab12".into(),
-            detector: "d".into(),
-            title: "x\ny".into(),
-            priority: Priority::P2,
-            severity: String::new(),
-            category: String::new(),
-            criticality: String::new(),
-            count: 1,
-            first_seen: String::new(),
-            last_seen: String::new(),
-            source: String::new(),
-            fields: Default::default(),
-            evidence: vec![],
-            description: String::new(),
-            response: String::new(),
-            references: vec![],
-            previous_ticket: None,
-        };
+        let mut c = content("ab12", "x\ny", Priority::P2);
         assert_eq!(r.subject(&c), "[sentinela:ab12] x y");
         c.title = "z".repeat(400);
         let s = r.subject(&c);

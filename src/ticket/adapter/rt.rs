@@ -25,8 +25,8 @@ use serde_json::{json, Map, Value};
 use std::ops::Range;
 
 use super::{
-    bad_cf_name, base_headers, classify, header, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, Secret, Secrets,
+    api_base, bad_cf_name, classify, header, id_digits, json_body, json_request, percent_encode,
+    prio_index, unexpected, Api, HelpdeskConfig, Secret, Secrets,
 };
 use crate::detector::Severity;
 use crate::policy::Priority;
@@ -111,11 +111,9 @@ impl Rt {
                 cfg.name.get_ref()
             )
         })?;
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = base.strip_suffix("/REST/2.0").unwrap_or(base);
         Ok(Rt {
             name: cfg.name.get_ref().clone(),
-            api: format!("{base}/REST/2.0"),
+            api: api_base(cfg.url.get_ref(), "/REST/2.0"),
             queue: cfg
                 .queue
                 .as_ref()
@@ -139,97 +137,16 @@ impl Rt {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header(
-            "Authorization",
-            &format!("token {}", self.token.0),
-            true,
-        ));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header("Authorization", &format!("token {}", self.token.0), true),
+            body,
+        )
     }
 
     fn ticket_url(&self, t: &TicketRef) -> String {
         format!("{}/ticket/{}", self.api, percent_encode(&t.0))
-    }
-
-    /// `POST /ticket` with the queue, subject, priority, body and the fingerprint and severity
-    /// custom fields.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut cf = Map::new();
-        cf.insert(self.fingerprint_field.clone(), json!(c.fingerprint));
-        if let Some(f) = &self.severity_field {
-            if !c.severity.is_empty() {
-                cf.insert(f.clone(), json!(c.severity));
-            }
-        }
-        let doc = json!({
-            "Queue": self.queue,
-            "Subject": subject(&c.title),
-            "Priority": self.priority(c.priority),
-            "Content": body,
-            "ContentType": "text/plain",
-            "CustomFields": cf,
-        });
-        self.request("POST", format!("{}/ticket", self.api), Some(doc))
-    }
-
-    /// `GET /ticket/ID`, to verify what create stored.
-    pub fn read_back_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.ticket_url(t), None)
-    }
-
-    /// `POST /ticket/ID/comment`: an internal comment (not mailed to requestors).
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({ "Content": text, "ContentType": "text/plain" });
-        self.request("POST", format!("{}/comment", self.ticket_url(t)), Some(doc))
-    }
-
-    /// `GET /tickets?query='CF.{field}'='FP' AND Status='__Active__'`, oldest first, with the
-    /// fields needed to verify the fingerprint exactly.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let query = format!(
-            "'CF.{{{}}}'='{}' AND Status='__Active__'",
-            self.fingerprint_field,
-            ticket_sql_escape(fingerprint)
-        );
-        let url = format!(
-            "{}/tickets?query={}&fields={}&orderby=id&order=ASC&per_page=100",
-            self.api,
-            percent_encode(&query),
-            percent_encode("Status,Priority,CustomFields"),
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /ticket/ID`, for its `Status`.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.ticket_url(t), None)
-    }
-
-    /// `PUT /ticket/ID {"Status": "open"}`.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("PUT", self.ticket_url(t), Some(json!({ "Status": "open" })))
-    }
-
-    /// `PUT /ticket/ID {"Priority": N}`.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let doc = json!({ "Priority": self.priority(p) });
-        self.request("PUT", self.ticket_url(t), Some(doc))
-    }
-
-    /// `GET /queue/NAME`: proves the URL and the token, and lists the queue's ticket custom
-    /// fields.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request(
-            "GET",
-            format!("{}/queue/{}", self.api, percent_encode(&self.queue)),
-            None,
-        )
     }
 
     /// `GET /customfield/ID`.
@@ -250,25 +167,70 @@ impl Rt {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify(status, headers, body).map_err(|e| self.hint(status, e))?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
+        json_body(body)
+    }
+
+    /// Adds what the operator should check to RT's terse 401/415 messages.
+    fn hint(&self, status: u16, e: DeliveryError) -> DeliveryError {
+        match (status, e) {
+            (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
+                message: format!(
+                    "{message} (the auth token was refused: check token_env/token_file)"
+                ),
+            },
+            (_, e) => e,
+        }
+    }
+}
+
+impl Api for Rt {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Plain
+    }
+
+    /// `POST /ticket` with the queue, subject, priority, body and the fingerprint and severity
+    /// custom fields.
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut cf = Map::new();
+        cf.insert(self.fingerprint_field.clone(), json!(c.fingerprint));
+        if let Some(f) = &self.severity_field {
+            if !c.severity.is_empty() {
+                cf.insert(f.clone(), json!(c.severity));
+            }
+        }
+        let doc = json!({
+            "Queue": self.queue,
+            "Subject": subject(&c.title),
+            "Priority": self.priority(c.priority),
+            "Content": body,
+            "ContentType": "text/plain",
+            "CustomFields": cf,
+        });
+        self.request("POST", format!("{}/ticket", self.api), Some(doc))
     }
 
     /// The ticket id from `201 {"id": "7", ...}`.
-    pub fn parse_create(
+    fn parse_create(
         &self,
+        _c: &TicketContent,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<TicketRef, DeliveryError> {
         let v = self.json_answer(status, headers, body)?;
         v.get("id")
-            .and_then(id_of)
+            .and_then(id_digits)
             .map(TicketRef)
             .ok_or_else(|| unexpected("no ticket id", body))
     }
 
+    /// `GET /ticket/ID`, to verify what create stored.
+    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.ticket_url(t), None))
+    }
+
     /// Verifies that the ticket read back holds the fingerprint (exactly) and the severity.
-    pub fn parse_read_back(
+    fn parse_read_back(
         &self,
         t: &TicketRef,
         c: &TicketContent,
@@ -317,9 +279,39 @@ impl Rt {
         Ok(())
     }
 
+    /// `POST /ticket/ID/comment`: an internal comment (not mailed to requestors).
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({ "Content": text, "ContentType": "text/plain" });
+        self.request("POST", format!("{}/comment", self.ticket_url(t)), Some(doc))
+    }
+
+    /// `GET /tickets?query='CF.{field}'='FP' AND Status='__Active__'`, oldest first, with the
+    /// fields needed to verify the fingerprint exactly.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let query = format!(
+            "'CF.{{{}}}'='{}' AND Status='__Active__'",
+            self.fingerprint_field,
+            ticket_sql_escape(fingerprint)
+        );
+        let url = format!(
+            "{}/tickets?query={}&fields={}&orderby=id&order=ASC&per_page=100",
+            self.api,
+            percent_encode(&query),
+            percent_encode("Status,Priority,CustomFields"),
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open ticket whose fingerprint equals `fingerprint` exactly (RT's `=` ignores
     /// case).
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -333,7 +325,7 @@ impl Rt {
             .ok_or_else(|| unexpected("no items", body))?;
         let mut best: Option<(u64, String)> = None;
         for item in items {
-            let Some(id) = item.get("id").and_then(id_of) else {
+            let Some(id) = item.get("id").and_then(id_digits) else {
                 return Err(unexpected("a search result without an id", body));
             };
             let values = item
@@ -363,9 +355,14 @@ impl Rt {
         Ok(best.map(|(_, id)| TicketRef(id)))
     }
 
+    /// `GET /ticket/ID`, for its `Status`.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.ticket_url(t), None))
+    }
+
     /// `new`, `open`, `stalled` are open; `resolved`, `rejected`, `deleted` closed; any other
     /// status (a custom lifecycle) is `Blocked` rather than guessed.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -391,8 +388,19 @@ impl Rt {
         }
     }
 
+    /// `PUT /ticket/ID {"Status": "open"}`.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        Some(self.request("PUT", self.ticket_url(t), Some(json!({ "Status": "open" }))))
+    }
+
+    /// `PUT /ticket/ID {"Priority": N}`.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "Priority": self.priority(p) });
+        Some(self.request("PUT", self.ticket_url(t), Some(doc)))
+    }
+
     /// 200/201 with a JSON array of messages, none of which is a refusal.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -417,9 +425,19 @@ impl Rt {
         Ok(())
     }
 
+    /// `GET /queue/NAME`: proves the URL and the token, and lists the queue's ticket custom
+    /// fields.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request(
+            "GET",
+            format!("{}/queue/{}", self.api, percent_encode(&self.queue)),
+            None,
+        ))
+    }
+
     /// The queue must exist, be enabled and list the fingerprint (and severity) custom fields
     /// among its ticket custom fields; returns the requests that read those fields.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -435,7 +453,7 @@ impl Rt {
             },
             (_, e) => self.hint(status, e),
         })?;
-        let v: Value = serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let v = json_body(body)?;
         if v.get("Disabled").and_then(Value::as_str) == Some("1") {
             return Err(DeliveryError::Blocked {
                 message: format!("queue {:?} is disabled", self.queue),
@@ -447,7 +465,7 @@ impl Rt {
             .ok_or_else(|| unexpected("no TicketCustomFields", body))?;
         let listed: Vec<(&str, String)> = fields
             .iter()
-            .filter_map(|f| Some((f.get("name")?.as_str()?, f.get("id").and_then(id_of)?)))
+            .filter_map(|f| Some((f.get("name")?.as_str()?, f.get("id").and_then(id_digits)?)))
             .collect();
         let mut wanted = vec![(&self.fingerprint_field, "the fingerprint (dedup key)")];
         if let Some(f) = &self.severity_field {
@@ -483,7 +501,7 @@ impl Rt {
     /// The fingerprint field must take free text; a select severity field must allow every
     /// severity. A 403 (no SeeCustomField on the field itself) skips this check with a
     /// warning: the read-back after each create still catches a dropped value.
-    pub fn parse_check_field(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -545,28 +563,6 @@ impl Rt {
         }
         Ok(())
     }
-
-    /// Adds what the operator should check to RT's terse 401/415 messages.
-    fn hint(&self, status: u16, e: DeliveryError) -> DeliveryError {
-        match (status, e) {
-            (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
-                message: format!(
-                    "{message} (the auth token was refused: check token_env/token_file)"
-                ),
-            },
-            (_, e) => e,
-        }
-    }
-}
-
-/// A ticket or custom field id: RT sends strings, except some numeric top-level ids.
-fn id_of(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.as_u64()?.to_string(),
-        _ => return None,
-    };
-    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
 }
 
 /// The values of custom field `name` in an RT `CustomFields` array (`None`: not listed).
@@ -587,128 +583,6 @@ fn cf_values(fields: &Value, name: &str) -> Option<Vec<String>> {
             })
             .unwrap_or_default(),
     )
-}
-
-/// The [`Api`] of RT: the inherent methods above, which the contract tests also call.
-impl Api for Rt {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Plain
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Rt::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        _c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Rt::parse_create(self, status, headers, body)
-    }
-
-    fn read_back_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Rt::read_back_request(self, t))
-    }
-
-    fn parse_read_back(
-        &self,
-        t: &TicketRef,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Rt::parse_read_back(self, t, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Rt::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Rt::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Rt::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Rt::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Rt::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Rt::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Rt::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Rt::parse_ok(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Rt::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Rt::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Rt::parse_check_field(self, status, headers, body)
-    }
 }
 
 /// Quotes a TicketSQL string value.
@@ -754,10 +628,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_quotes() {
-        assert_eq!(id_of(&json!("12")), Some("12".into()));
-        assert_eq!(id_of(&json!(12)), Some("12".into()));
-        assert_eq!(id_of(&json!("1/2")), None);
+    fn quotes() {
         assert_eq!(ticket_sql_escape(r"a'b\c"), r"a\'b\\c");
     }
 }

@@ -36,13 +36,13 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
 use super::{
-    base_headers, classify, header, header_value, percent_encode, prio_index, unexpected, Api,
-    Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, basic_credentials, classify, cut, header, json_body, json_request, percent_encode,
+    prio_index, unexpected, unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{self, BodyFormat};
@@ -181,7 +181,7 @@ pub struct Servicenow {
     requester: Option<String>,
     priorities: [(u8, u8); 4],
     create_fields: Map<String, Value>,
-    /// Which follow-up of the check [`Servicenow::parse_check_field`] reads next (their
+    /// Which follow-up of the check `parse_check_field` reads next (their
     /// answers do not say which record they were asked for).
     check_step: AtomicUsize,
 }
@@ -198,15 +198,13 @@ impl Servicenow {
         let auth = match &cfg.username {
             Some(u) => Auth::Basic(Secret(format!(
                 "Basic {}",
-                base64(format!("{}:{}", u.get_ref().trim(), token.0).as_bytes())
+                basic_credentials(u.get_ref().trim(), &token.0)
             ))),
             None => Auth::ApiKey(token),
         };
-        let base = cfg.url.get_ref().trim_end_matches('/');
-        let base = ["/api/now/table", "/api/now"]
-            .iter()
-            .find_map(|s| base.strip_suffix(s))
-            .unwrap_or(base);
+        // The instance address, or the API's (`/api/now/table`, `/api/now`).
+        let url = cfg.url.get_ref().trim().trim_end_matches('/');
+        let url = url.strip_suffix("/api/now").unwrap_or(url);
         let trimmed = |v: &Option<toml::Spanned<String>>| {
             v.as_ref().map(|s| s.get_ref().trim().to_ascii_lowercase())
         };
@@ -217,7 +215,7 @@ impl Servicenow {
             }
         }
         Ok(Servicenow {
-            api: format!("{base}/api/now/table"),
+            api: api_base(url, "/api/now/table"),
             auth,
             group: trimmed(&cfg.group),
             requester: trimmed(&cfg.requester),
@@ -240,14 +238,7 @@ impl Servicenow {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(self.auth_header());
-        HttpRequest {
-            method: method.into(),
-            url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+        json_request(method, url, self.auth_header(), body)
     }
 
     /// `{api}/incident/{sys_id}` with the fields to return.
@@ -258,88 +249,6 @@ impl Servicenow {
             percent_encode(&t.0),
             percent_encode(fields)
         )
-    }
-
-    /// `POST /incident` with the title, the body as description, impact and urgency, the
-    /// key in `correlation_id`, and the group and caller when configured; `create_fields`
-    /// fill in the rest. The answer shows what was stored.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
-        let mut doc = self.create_fields.clone();
-        let (impact, urgency) = self.impact_urgency(c.priority);
-        doc.insert("short_description".into(), json!(short_description(c)));
-        doc.insert("description".into(), json!(body));
-        doc.insert("impact".into(), json!(impact.to_string()));
-        doc.insert("urgency".into(), json!(urgency.to_string()));
-        doc.insert("correlation_id".into(), json!(c.fingerprint));
-        doc.insert("correlation_display".into(), json!("sentinela"));
-        if let Some(g) = &self.group {
-            doc.insert("assignment_group".into(), json!(g));
-        }
-        if let Some(r) = &self.requester {
-            doc.insert("caller_id".into(), json!(r));
-        }
-        let url = format!(
-            "{}/incident?sysparm_exclude_reference_link=true&sysparm_fields={}",
-            self.api,
-            percent_encode("sys_id,number,correlation_id,assignment_group,caller_id")
-        );
-        self.request("POST", url, Some(Value::Object(doc)))
-    }
-
-    /// `PATCH /incident/{sys_id}` with a work note.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let url = self.incident_url(t, "sys_id");
-        self.request("PATCH", url, Some(json!({ "work_notes": text })))
-    }
-
-    /// Open incidents whose `correlation_id` is `fingerprint`, oldest first.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let query = format!(
-            "correlation_id={}^active=true^stateNOT IN{}^ORDERBYsys_created_on",
-            fingerprint.replace('^', "^^"),
-            CLOSED_STATES.join(",")
-        );
-        let url = format!(
-            "{}/incident?sysparm_query={}&sysparm_fields={}&sysparm_exclude_reference_link=true\
-             &sysparm_limit=100",
-            self.api,
-            percent_encode(&query),
-            percent_encode("sys_id,number,correlation_id,state,active,sys_created_on")
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /incident/{sys_id}` for its state.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request(
-            "GET",
-            self.incident_url(t, "sys_id,number,state,active"),
-            None,
-        )
-    }
-
-    /// `PATCH` state 2 (In Progress); the answer shows the state ServiceNow kept.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        let url = self.incident_url(t, "sys_id,number,state,active");
-        self.request("PATCH", url, Some(json!({ "state": REOPEN_STATE })))
-    }
-
-    /// `PATCH` impact and urgency (ServiceNow derives the priority).
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let (impact, urgency) = self.impact_urgency(p);
-        let url = self.incident_url(t, "sys_id,impact,urgency,priority");
-        let doc = json!({ "impact": impact.to_string(), "urgency": urgency.to_string() });
-        self.request("PATCH", url, Some(doc))
-    }
-
-    /// `GET /incident?sysparm_limit=1`: proves the URL, the credentials and the right to read
-    /// incidents.
-    pub fn check_request(&self) -> HttpRequest {
-        let url = format!(
-            "{}/incident?sysparm_limit=1&sysparm_fields=sys_id",
-            self.api
-        );
-        self.request("GET", url, None)
     }
 
     /// The configured records the check looks up, in order: (table, sys_id, config key).
@@ -363,17 +272,48 @@ impl Servicenow {
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
         classify_sn(status, headers, body)?;
-        let mut v: Value =
-            serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))?;
+        let mut v: Value = json_body(body)?;
         match v.get_mut("result") {
             Some(r) => Ok(r.take()),
             None => Err(unexpected("no result", body)),
         }
     }
+}
+
+impl Api for Servicenow {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Plain
+    }
+
+    /// `POST /incident` with the title, the body as description, impact and urgency, the
+    /// key in `correlation_id`, and the group and caller when configured; `create_fields`
+    /// fill in the rest. The answer shows what was stored.
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
+        let mut doc = self.create_fields.clone();
+        let (impact, urgency) = self.impact_urgency(c.priority);
+        doc.insert("short_description".into(), json!(short_description(c)));
+        doc.insert("description".into(), json!(body));
+        doc.insert("impact".into(), json!(impact.to_string()));
+        doc.insert("urgency".into(), json!(urgency.to_string()));
+        doc.insert("correlation_id".into(), json!(c.fingerprint));
+        doc.insert("correlation_display".into(), json!("sentinela"));
+        if let Some(g) = &self.group {
+            doc.insert("assignment_group".into(), json!(g));
+        }
+        if let Some(r) = &self.requester {
+            doc.insert("caller_id".into(), json!(r));
+        }
+        let url = format!(
+            "{}/incident?sysparm_exclude_reference_link=true&sysparm_fields={}",
+            self.api,
+            percent_encode("sys_id,number,correlation_id,assignment_group,caller_id")
+        );
+        self.request("POST", url, Some(Value::Object(doc)))
+    }
 
     /// The new incident's sys_id, once the answer shows the key (and group and caller) were
     /// stored.
-    pub fn parse_create(
+    fn parse_create(
         &self,
         c: &TicketContent,
         status: u16,
@@ -411,8 +351,38 @@ impl Servicenow {
         Ok(TicketRef(sys_id.to_string()))
     }
 
+    /// `PATCH /incident/{sys_id}` with a work note.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let url = self.incident_url(t, "sys_id");
+        self.request("PATCH", url, Some(json!({ "work_notes": text })))
+    }
+
+    /// Open incidents whose `correlation_id` is `fingerprint`, oldest first.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let query = format!(
+            "correlation_id={}^active=true^stateNOT IN{}^ORDERBYsys_created_on",
+            fingerprint.replace('^', "^^"),
+            CLOSED_STATES.join(",")
+        );
+        let url = format!(
+            "{}/incident?sysparm_query={}&sysparm_fields={}&sysparm_exclude_reference_link=true\
+             &sysparm_limit=100",
+            self.api,
+            percent_encode(&query),
+            percent_encode("sys_id,number,correlation_id,state,active,sys_created_on")
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open incident whose `correlation_id` equals `fingerprint` exactly.
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -439,8 +409,17 @@ impl Servicenow {
         Ok(best.map(|(_, id)| TicketRef(id.to_string())))
     }
 
+    /// `GET /incident/{sys_id}` for its state.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request(
+            "GET",
+            self.incident_url(t, "sys_id,number,state,active"),
+            None,
+        ))
+    }
+
     /// Closed in state 6 (Resolved); closed for good when not `active` or in state 7 or 8.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -464,8 +443,22 @@ impl Servicenow {
         )
     }
 
+    /// `PATCH` state 2 (In Progress); the answer shows the state ServiceNow kept.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let url = self.incident_url(t, "sys_id,number,state,active");
+        Some(self.request("PATCH", url, Some(json!({ "state": REOPEN_STATE }))))
+    }
+
+    /// `PATCH` impact and urgency (ServiceNow derives the priority).
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let (impact, urgency) = self.impact_urgency(p);
+        let url = self.incident_url(t, "sys_id,impact,urgency,priority");
+        let doc = json!({ "impact": impact.to_string(), "urgency": urgency.to_string() });
+        Some(self.request("PATCH", url, Some(doc)))
+    }
+
     /// A 2xx with a `result`; when the result shows a state (a reopen), it must be open.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -488,9 +481,19 @@ impl Servicenow {
         Ok(())
     }
 
+    /// `GET /incident?sysparm_limit=1`: proves the URL, the credentials and the right to read
+    /// incidents.
+    fn check_request(&self) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/incident?sysparm_limit=1&sysparm_fields=sys_id",
+            self.api
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// Reads the incident list answer, then returns the lookups of the configured group and
     /// caller.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -525,7 +528,7 @@ impl Servicenow {
     }
 
     /// The configured group or caller exists and is active.
-    pub fn parse_check_field(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -598,7 +601,7 @@ pub fn classify_sn(
             retry_after: None,
         }) if status == 429 => Err(DeliveryError::Retry {
             message,
-            retry_after: rate_limit_reset(headers, SystemTime::now()),
+            retry_after: unix_reset_wait(headers, "x-ratelimit-reset", SystemTime::now()),
         }),
         Err(DeliveryError::Blocked { message }) if status == 401 => Err(DeliveryError::Blocked {
             message: format!(
@@ -624,182 +627,17 @@ fn error_text(body: &[u8]) -> Option<String> {
     })
 }
 
-/// The wait until `X-RateLimit-Reset` (unix seconds), capped at [`MAX_RETRY_AFTER`].
-pub fn rate_limit_reset(headers: &[(String, String)], now: SystemTime) -> Option<Duration> {
-    let reset: u64 = header_value(headers, "x-ratelimit-reset")?
-        .trim()
-        .parse()
-        .ok()?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(reset.saturating_sub(now)).min(MAX_RETRY_AFTER))
-}
-
 /// The title on one line, cut to `short_description`'s 160 characters.
 fn short_description(c: &TicketContent) -> String {
-    let t = render::title(c);
-    if t.chars().count() <= MAX_SHORT_DESCRIPTION_CHARS {
-        return t;
-    }
-    let mut cut: String = t.chars().take(MAX_SHORT_DESCRIPTION_CHARS - 1).collect();
-    cut.push('…');
-    cut
-}
-
-/// Standard base64 with padding (RFC 4648), for the basic auth header.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-impl Api for Servicenow {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Plain
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Servicenow::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Servicenow::parse_create(self, c, status, headers, body)
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Servicenow::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Servicenow::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Servicenow::parse_find_open(self, fingerprint, status, headers, body)
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Servicenow::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Servicenow::parse_status(self, status, headers, body)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Servicenow::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Servicenow::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Servicenow::parse_ok(self, status, headers, body)
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Servicenow::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Servicenow::parse_check(self, status, headers, body)
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Servicenow::parse_check_field(self, status, headers, body)
-    }
+    cut(&render::title(c), MAX_SHORT_DESCRIPTION_CHARS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_one(text: &str) -> HelpdeskConfig {
-        #[derive(serde::Deserialize)]
-        struct File {
-            helpdesk: Vec<HelpdeskConfig>,
-        }
-        toml::from_str::<File>(text).unwrap().helpdesk.remove(0)
-    }
-
-    /// The problems of the entry in `text`, each as `line:column: message`.
-    fn located_problems(text: &str) -> Vec<String> {
-        let path = std::path::Path::new("c.toml");
-        parse_one(text)
-            .problems()
-            .into_iter()
-            .map(|(span, m)| match span {
-                Some(s) => {
-                    let l = crate::error::Location::from_offset(path, text, s.start);
-                    format!("{}:{}: {m}", l.line, l.column)
-                }
-                None => m,
-            })
-            .collect()
-    }
+    use crate::ticket::adapter::test_support::{config, problems_of, token};
+    use crate::ticket::adapter::MAX_RETRY_AFTER;
+    use std::time::{Duration, UNIX_EPOCH};
 
     const SN: &str = "[[helpdesk]]\nname = \"sn\"\nkind = \"servicenow\"\n\
                       url = \"https://acme.service-now.com\"\ntoken_env = \"SN_PASSWORD\"\n\
@@ -808,21 +646,13 @@ mod tests {
 
     #[test]
     fn config_problems_are_located() {
-        assert!(
-            located_problems(SN).is_empty(),
-            "{:?}",
-            located_problems(SN)
-        );
+        assert!(problems_of(SN).is_empty(), "{:?}", problems_of(SN));
         let ok = format!(
             "{SN}group = \"{GROUP}\"\nrequester = \"{}\"\n\
              priority_map = {{ P1 = \"1/1\", P4 = 3 }}\ncreate_fields = {{ category = \"security\" }}\n",
             GROUP.to_uppercase()
         );
-        assert!(
-            located_problems(&ok).is_empty(),
-            "{:?}",
-            located_problems(&ok)
-        );
+        assert!(problems_of(&ok).is_empty(), "{:?}", problems_of(&ok));
         let cases: &[(String, &str)] = &[
             (
                 SN.replace("token_env = \"SN_PASSWORD\"\n", ""),
@@ -863,7 +693,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let got = located_problems(text).join("\n");
+            let got = problems_of(text).join("\n");
             assert!(
                 got.contains(want),
                 "config:\n{text}\ngot: {got}\nwant: {want}"
@@ -872,11 +702,7 @@ mod tests {
     }
 
     fn sn(text: &str) -> Servicenow {
-        let secrets = Secrets {
-            token: Some(Secret("pw".into())),
-            ..Secrets::default()
-        };
-        Servicenow::new(&parse_one(text), secrets).unwrap()
+        Servicenow::new(&config(text), token("pw")).unwrap()
     }
 
     #[test]
@@ -909,21 +735,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
-    }
-
-    #[test]
     fn errors_and_rate_limits() {
         let e = classify_sn(
             400,
@@ -938,9 +749,15 @@ mod tests {
         );
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let h = vec![("x-ratelimit-reset".to_string(), "1000120".to_string())];
-        assert_eq!(rate_limit_reset(&h, now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            unix_reset_wait(&h, "x-ratelimit-reset", now),
+            Some(Duration::from_secs(120))
+        );
         let h = vec![("x-ratelimit-reset".to_string(), "999999999".to_string())];
-        assert_eq!(rate_limit_reset(&h, now), Some(MAX_RETRY_AFTER));
-        assert_eq!(rate_limit_reset(&[], now), None);
+        assert_eq!(
+            unix_reset_wait(&h, "x-ratelimit-reset", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(unix_reset_wait(&[], "x-ratelimit-reset", now), None);
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! `action` is `create`, `update` (a recurrence), `reopen`, `escalate` or `digest`. A webhook
 //! has no ticket ids: the ticket reference is the fingerprint (`ticket` = `fingerprint`). The
-//! events of [`Webhook::reopen_request`] and [`Webhook::set_priority_request`] carry only
+//! bare `reopen` and `escalate` events (the reopen and priority requests) carry only
 //! `action`, `event_id`, `fingerprint`, `ticket` (and `priority`).
 //!
 //! `event_id` is a hash of the event: the same operation retried carries the same id, so a
@@ -265,9 +265,24 @@ impl Webhook {
             body: Some(body),
         }
     }
+}
+
+impl Api for Webhook {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            find_open: false,
+            read_status: false,
+            separate_state_changes: false,
+            resolve_on_close: false,
+        }
+    }
+
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Plain
+    }
 
     /// A `create` event.
-    pub fn create_request(&self, c: &TicketContent, body: &str, timestamp: u64) -> HttpRequest {
+    fn create_request(&self, c: &TicketContent, body: &str, now: u64) -> HttpRequest {
         let e = self.event(
             Action::Create,
             &self.ticket_ref(c),
@@ -275,42 +290,44 @@ impl Webhook {
             Some(body),
             None,
         );
-        self.request(&e, timestamp)
+        self.request(&e, now)
+    }
+
+    /// Any 2xx is success (whatever the body), the rest is classified (as every answer of a
+    /// webhook: [`Api::parse_ok`] keeps its default); the reference is the fingerprint.
+    fn parse_create(
+        &self,
+        c: &TicketContent,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<TicketRef, DeliveryError> {
+        classify(status, headers, body).map(|()| self.ticket_ref(c))
     }
 
     /// An `update`, `escalate`, `reopen` or `digest` event, after `kind`.
-    pub fn comment_request(
+    fn comment_request(
         &self,
         t: &TicketRef,
         c: &TicketContent,
         kind: UpdateKind,
         text: &str,
-        timestamp: u64,
+        now: u64,
     ) -> HttpRequest {
         let e = self.event(Action::of(kind), t, Some(c), Some(text), None);
-        self.request(&e, timestamp)
+        self.request(&e, now)
     }
 
     /// A bare `reopen` event.
-    pub fn reopen_request(&self, t: &TicketRef, timestamp: u64) -> HttpRequest {
+    fn reopen_request(&self, t: &TicketRef, now: u64) -> Option<HttpRequest> {
         let e = self.event(Action::Reopen, t, None, None, None);
-        self.request(&e, timestamp)
+        Some(self.request(&e, now))
     }
 
     /// A bare `escalate` event with the new priority.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority, timestamp: u64) -> HttpRequest {
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, now: u64) -> Option<HttpRequest> {
         let e = self.event(Action::Escalate, t, None, None, Some(p));
-        self.request(&e, timestamp)
-    }
-
-    /// Any 2xx is success (whatever the body); the rest is classified.
-    pub fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        classify(status, headers, body)
+        Some(self.request(&e, now))
     }
 }
 
@@ -361,54 +378,6 @@ pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<us
                 err(Some(v.span()), "empty priority name".into());
             }
         }
-    }
-}
-
-impl Api for Webhook {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: false,
-            read_status: false,
-            separate_state_changes: false,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Plain
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, now: u64) -> HttpRequest {
-        Webhook::create_request(self, c, body, now)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Webhook::parse_ok(self, status, headers, body).map(|()| self.ticket_ref(c))
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        c: &TicketContent,
-        kind: UpdateKind,
-        text: &str,
-        now: u64,
-    ) -> HttpRequest {
-        Webhook::comment_request(self, t, c, kind, text, now)
-    }
-
-    fn reopen_request(&self, t: &TicketRef, now: u64) -> Option<HttpRequest> {
-        Some(Webhook::reopen_request(self, t, now))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, now: u64) -> Option<HttpRequest> {
-        Some(Webhook::set_priority_request(self, t, p, now))
     }
 }
 

@@ -48,12 +48,11 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::zammad::{
-    api_base, looks_like_email, merge_fields, numeric_id, reserved_create_fields, title_line,
-};
 use super::{
-    base_headers, classify, clean_text, header, header_value, percent_encode, prio_index,
-    unexpected, Api, Capabilities, HelpdeskConfig, PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, basic_credentials, classify, clean_text, header, header_value, json_body,
+    json_request, looks_like_email, merge_fields, numeric_id, one_line, percent_encode, prio_index,
+    reserved_create_fields, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    MAX_RETRY_AFTER,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -163,7 +162,7 @@ impl Zendesk {
         });
         Ok(Zendesk {
             api: api_base(cfg.url.get_ref(), "/api/v2"),
-            credentials: Secret(base64(format!("{email}/token:{}", token.0).as_bytes())),
+            credentials: Secret(basic_credentials(&format!("{email}/token"), &token.0)),
             group: cfg
                 .group
                 .as_ref()
@@ -193,32 +192,52 @@ impl Zendesk {
     }
 
     fn request(&self, method: &str, url: String, body: Option<Value>) -> HttpRequest {
-        let mut headers = base_headers(body.is_some());
-        headers.push(header(
-            "Authorization",
-            &format!("Basic {}", self.credentials.0),
-            true,
-        ));
-        HttpRequest {
-            method: method.to_string(),
+        json_request(
+            method,
             url,
-            headers,
-            body: body.map(|b| b.to_string()),
-        }
+            header(
+                "Authorization",
+                &format!("Basic {}", self.credentials.0),
+                true,
+            ),
+            body,
+        )
     }
 
     fn ticket_url(&self, t: &TicketRef) -> String {
         format!("{}/tickets/{}.json", self.api, percent_encode(&t.0))
     }
 
+    /// `GET /groups/ID.json`: the configured group exists.
+    pub fn group_request(&self, id: u64) -> HttpRequest {
+        self.request("GET", format!("{}/groups/{id}.json", self.api), None)
+    }
+
+    /// A successful answer's JSON body.
+    fn json_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Value, DeliveryError> {
+        classify_zendesk(status, headers, body)?;
+        json_body(body)
+    }
+}
+
+impl Api for Zendesk {
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::Html
+    }
+
     /// `POST /tickets.json` with an `Idempotency-Key`: subject, a private HTML first comment,
     /// priority, `external_id` (the key), tags, requester and group when configured;
     /// `create_fields` fill in the rest.
-    pub fn create_request(&self, c: &TicketContent, body: &str) -> HttpRequest {
+    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
         let mut t = Map::new();
         t.insert(
             "subject".into(),
-            json!(title_line(&c.title, MAX_SUBJECT_CHARS)),
+            json!(one_line(&c.title, MAX_SUBJECT_CHARS, true)),
         );
         t.insert(
             "comment".into(),
@@ -248,63 +267,9 @@ impl Zendesk {
         req
     }
 
-    /// `PUT /tickets/ID.json` with a private HTML comment.
-    pub fn comment_request(&self, t: &TicketRef, text: &str) -> HttpRequest {
-        let doc = json!({ "ticket": { "comment": { "html_body": text, "public": false } } });
-        self.request("PUT", self.ticket_url(t), Some(doc))
-    }
-
-    /// `GET /tickets.json?external_id=FP`.
-    pub fn find_open_request(&self, fingerprint: &str) -> HttpRequest {
-        let url = format!(
-            "{}/tickets.json?external_id={}",
-            self.api,
-            percent_encode(fingerprint)
-        );
-        self.request("GET", url, None)
-    }
-
-    /// `GET /tickets/ID.json`.
-    pub fn status_request(&self, t: &TicketRef) -> HttpRequest {
-        self.request("GET", self.ticket_url(t), None)
-    }
-
-    /// `PUT /tickets/ID.json {"ticket": {"status": "open"}}`.
-    pub fn reopen_request(&self, t: &TicketRef) -> HttpRequest {
-        let doc = json!({ "ticket": { "status": "open" } });
-        self.request("PUT", self.ticket_url(t), Some(doc))
-    }
-
-    /// `PUT /tickets/ID.json {"ticket": {"priority": "urgent"}}`.
-    pub fn set_priority_request(&self, t: &TicketRef, p: Priority) -> HttpRequest {
-        let doc = json!({ "ticket": { "priority": self.priority(p) } });
-        self.request("PUT", self.ticket_url(t), Some(doc))
-    }
-
-    /// `GET /users/me.json`: proves the URL and the credentials.
-    pub fn check_request(&self) -> HttpRequest {
-        self.request("GET", format!("{}/users/me.json", self.api), None)
-    }
-
-    /// `GET /groups/ID.json`: the configured group exists.
-    pub fn group_request(&self, id: u64) -> HttpRequest {
-        self.request("GET", format!("{}/groups/{id}.json", self.api), None)
-    }
-
-    /// A successful answer's JSON body.
-    fn json_answer(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        classify_zendesk(status, headers, body)?;
-        serde_json::from_slice(body).map_err(|_| unexpected("not JSON", body))
-    }
-
     /// The ticket id from `201 {"ticket": {"id": 35436, "external_id": FP, ...}}`; another
     /// `external_id` is `Blocked`.
-    pub fn parse_create(
+    fn parse_create(
         &self,
         c: &TicketContent,
         status: u16,
@@ -333,8 +298,31 @@ impl Zendesk {
         Ok(TicketRef(id.to_string()))
     }
 
+    /// `PUT /tickets/ID.json` with a private HTML comment.
+    fn comment_request(
+        &self,
+        t: &TicketRef,
+        _c: &TicketContent,
+        _kind: UpdateKind,
+        text: &str,
+        _now: u64,
+    ) -> HttpRequest {
+        let doc = json!({ "ticket": { "comment": { "html_body": text, "public": false } } });
+        self.request("PUT", self.ticket_url(t), Some(doc))
+    }
+
+    /// `GET /tickets.json?external_id=FP`.
+    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
+        let url = format!(
+            "{}/tickets.json?external_id={}",
+            self.api,
+            percent_encode(fingerprint)
+        );
+        Some(self.request("GET", url, None))
+    }
+
     /// The oldest open ticket whose `external_id` is exactly `fingerprint`.
-    pub fn parse_find_open(
+    fn parse_find_open(
         &self,
         fingerprint: &str,
         status: u16,
@@ -366,9 +354,14 @@ impl Zendesk {
         Ok(best.map(|id| TicketRef(id.to_string())))
     }
 
+    /// `GET /tickets/ID.json`.
+    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
+        Some(self.request("GET", self.ticket_url(t), None))
+    }
+
     /// `new`, `open`, `pending`, `hold` are open; `solved` closed; `closed` closed for good;
     /// any other is `Blocked`.
-    pub fn parse_status(
+    fn parse_status(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -398,8 +391,20 @@ impl Zendesk {
         }
     }
 
+    /// `PUT /tickets/ID.json {"ticket": {"status": "open"}}`.
+    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "ticket": { "status": "open" } });
+        Some(self.request("PUT", self.ticket_url(t), Some(doc)))
+    }
+
+    /// `PUT /tickets/ID.json {"ticket": {"priority": "urgent"}}`.
+    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
+        let doc = json!({ "ticket": { "priority": self.priority(p) } });
+        Some(self.request("PUT", self.ticket_url(t), Some(doc)))
+    }
+
     /// A 2xx with a JSON body; a closed ticket's refusal says what to do.
-    pub fn parse_ok(
+    fn parse_ok(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -422,8 +427,13 @@ impl Zendesk {
         }
     }
 
+    /// `GET /users/me.json`: proves the URL and the credentials.
+    fn check_request(&self) -> Option<HttpRequest> {
+        Some(self.request("GET", format!("{}/users/me.json", self.api), None))
+    }
+
     /// The credentials must be an agent's; returns the group check when a group is set.
-    pub fn parse_check(
+    fn parse_check(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -466,7 +476,7 @@ impl Zendesk {
 
     /// The group must exist and not be deleted; a 403 (an agent who may not read groups)
     /// skips the check with a warning.
-    pub fn parse_check_field(
+    fn parse_check_field(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -497,6 +507,12 @@ impl Zendesk {
             });
         }
         Ok(())
+    }
+
+    /// The encoded credentials: a server or proxy that echoes the `Authorization` header
+    /// would show them, and they decode to the token.
+    fn derived_secrets(&self) -> Vec<Secret> {
+        vec![self.credentials.clone()]
     }
 }
 
@@ -629,176 +645,17 @@ fn reset_after(headers: &[(String, String)]) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// Removes the encoded basic credentials from a message. The shared error path scrubs the
-/// token itself, but a server or proxy that echoes the `Authorization` header would show its
-/// base64 form, which decodes to the token.
-pub(crate) fn scrub(e: DeliveryError, credentials: &Secret) -> DeliveryError {
-    let clean = |m: String| {
-        if credentials.0.len() >= 4 && m.contains(&credentials.0) {
-            m.replace(&credentials.0, "<redacted>")
-        } else {
-            m
-        }
-    };
-    match e {
-        DeliveryError::Retry {
-            message,
-            retry_after,
-        } => DeliveryError::Retry {
-            message: clean(message),
-            retry_after,
-        },
-        DeliveryError::Blocked { message } => DeliveryError::Blocked {
-            message: clean(message),
-        },
-    }
-}
-
-/// Standard base64 with padding (RFC 4648), for basic authentication.
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// The [`Api`] of Zendesk: the inherent methods above, which the contract tests also call.
-impl Api for Zendesk {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            find_open: true,
-            read_status: true,
-            separate_state_changes: true,
-            resolve_on_close: false,
-        }
-    }
-
-    fn body_format(&self) -> BodyFormat {
-        BodyFormat::Html
-    }
-
-    fn create_request(&self, c: &TicketContent, body: &str, _now: u64) -> HttpRequest {
-        Zendesk::create_request(self, c, body)
-    }
-
-    fn parse_create(
-        &self,
-        c: &TicketContent,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketRef, DeliveryError> {
-        Zendesk::parse_create(self, c, status, headers, body)
-            .map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn comment_request(
-        &self,
-        t: &TicketRef,
-        _c: &TicketContent,
-        _kind: UpdateKind,
-        text: &str,
-        _now: u64,
-    ) -> HttpRequest {
-        Zendesk::comment_request(self, t, text)
-    }
-
-    fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
-        Some(Zendesk::find_open_request(self, fingerprint))
-    }
-
-    fn parse_find_open(
-        &self,
-        fingerprint: &str,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Option<TicketRef>, DeliveryError> {
-        Zendesk::parse_find_open(self, fingerprint, status, headers, body)
-            .map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn status_request(&self, t: &TicketRef) -> Option<HttpRequest> {
-        Some(Zendesk::status_request(self, t))
-    }
-
-    fn parse_status(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<TicketStatus, DeliveryError> {
-        Zendesk::parse_status(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        Some(Zendesk::reopen_request(self, t))
-    }
-
-    fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
-        Some(Zendesk::set_priority_request(self, t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Zendesk::parse_ok(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn check_request(&self) -> Option<HttpRequest> {
-        Some(Zendesk::check_request(self))
-    }
-
-    fn parse_check(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Vec<HttpRequest>, DeliveryError> {
-        Zendesk::parse_check(self, status, headers, body).map_err(|e| scrub(e, &self.credentials))
-    }
-
-    fn parse_check_field(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        Zendesk::parse_check_field(self, status, headers, body)
-            .map_err(|e| scrub(e, &self.credentials))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::adapter::zammad::tests::{assert_problem, config, problems_of};
+    use crate::ticket::adapter::test_support::{assert_problem, config, problems_of, token};
 
     const OK: &str = "[[helpdesk]]\nname = \"zd\"\nkind = \"zendesk\"\n\
                       url = \"https://acme.zendesk.com\"\ntoken_env = \"ZENDESK_TOKEN\"\n\
                       username = \"bot@example.com\"\n";
 
     fn zendesk(text: &str) -> Zendesk {
-        let secrets = Secrets {
-            token: Some(Secret("t0k3n".into())),
-            ..Secrets::default()
-        };
-        Zendesk::new(&config(text), secrets).unwrap()
+        Zendesk::new(&config(text), token("t0k3n")).unwrap()
     }
 
     #[test]
@@ -867,22 +724,6 @@ mod tests {
         let z = zendesk(&format!("{OK}priority_map = {{ P1 = \"High\" }}\n"));
         assert_eq!(z.priority(Priority::P1), "high");
         assert_eq!(z.api(), "https://acme.zendesk.com/api/v2");
-    }
-
-    #[test]
-    fn base64_follows_rfc_4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]
