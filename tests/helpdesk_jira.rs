@@ -564,3 +564,18 @@ async fn jira_long_bodies_are_cut_under_the_field_limit() {
     assert!(text.contains("[cut: too long for Jira]"));
     assert!(text.contains(&format!("sentinela-fingerprint: {FP}")));
 }
+
+#[tokio::test]
+async fn echoed_credentials_are_not_shown() {
+    let s = Secrets::new();
+    let encoded = BASIC.trim_start_matches("Basic ");
+    let fake = Fake::start(vec![reply(
+        400,
+        json!({"errorMessages": [format!("bad header Authorization: {BASIC}")], "errors": {}}),
+    )])
+    .await;
+    let a = jira(&s, &fake.base, "");
+    let m = blocked_message(a.create(&http_client().unwrap(), &content(), "{}").await);
+    assert!(!m.contains(encoded) && !m.contains(TOKEN), "{m}");
+    assert!(m.contains("Basic <redacted>"), "{m}");
+}

@@ -479,3 +479,19 @@ async fn servicenow_failures_are_classified() {
     let s = Secrets::new();
     replay_failures(|base| sn_adapter(&s, base, "")).await;
 }
+
+#[tokio::test]
+async fn echoed_credentials_are_not_shown() {
+    let s = Secrets::new();
+    let encoded = b64(format!("{USER}:{TOKEN}").as_bytes());
+    let fake = Fake::start(vec![reply(
+        400,
+        json!({"error": {"message": "Bad header", "detail": format!("Authorization: Basic {encoded}")},
+               "status": "failure"}),
+    )])
+    .await;
+    let a = sn_adapter(&s, &fake.base, "");
+    let m = blocked_message(a.create(&http_client().unwrap(), &content(), "b").await);
+    assert!(!m.contains(&encoded) && !m.contains(TOKEN), "{m}");
+    assert!(m.contains("Basic <redacted>"), "{m}");
+}

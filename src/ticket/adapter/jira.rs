@@ -539,6 +539,12 @@ impl Jira {
 }
 
 impl Api for Jira {
+    /// The encoded credentials: a server or proxy that echoes the `Authorization` header
+    /// would show them, and they decode to the token.
+    fn derived_secrets(&self) -> Vec<Secret> {
+        vec![Secret(self.auth.0.trim_start_matches("Basic ").to_string())]
+    }
+
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Adf
     }

@@ -281,6 +281,15 @@ impl Servicenow {
 }
 
 impl Api for Servicenow {
+    /// The encoded basic credentials, when used: a server or proxy that echoes the
+    /// `Authorization` header would show them, and they decode to the password.
+    fn derived_secrets(&self) -> Vec<Secret> {
+        match &self.auth {
+            Auth::Basic(b) => vec![Secret(b.0.trim_start_matches("Basic ").to_string())],
+            Auth::ApiKey(_) => Vec::new(),
+        }
+    }
+
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Plain
     }
