@@ -59,6 +59,8 @@ pub struct Worker {
     health: Arc<Health>,
     /// Woken by the pipeline after a commit that queued operations.
     pub wake: Arc<Notify>,
+    /// Deliveries that failed (temporarily) since the last success, over all operations.
+    failures: i64,
 }
 
 impl Worker {
@@ -81,6 +83,7 @@ impl Worker {
             metrics,
             health,
             wake: Arc::new(Notify::new()),
+            failures: 0,
         })
     }
 
@@ -197,6 +200,7 @@ impl Worker {
         let stored = match result {
             Ok(rec) => {
                 count("ok");
+                self.failures = 0;
                 self.health.problem(&self.problem_key(), None);
                 tokio::task::block_in_place(|| {
                     // The help desk answers again: operations backing off after an outage
@@ -213,7 +217,11 @@ impl Worker {
                 message,
                 retry_after,
             }) => {
-                let wait = backoff(op.attempts, retry_after);
+                // The backoff follows the help desk's health, not the operation's history: an
+                // operation that failed through a long outage starts again from a short wait
+                // once the help desk has answered in between.
+                let wait = backoff(op.attempts.min(self.failures), retry_after);
+                self.failures += 1;
                 warn!(
                     message = "Help desk delivery failed; will retry.",
                     helpdesk = %name, operation = op.id, attempt = op.attempts + 1,
