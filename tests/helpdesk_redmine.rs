@@ -377,9 +377,17 @@ async fn redmine_check_verifies_project_tracker_field_priorities_and_learns_the_
             vec![reply(200, user.clone()), reply(200, project(&[1], &[7], 1))],
             "tracker 3 (`issue_type`) is not enabled for project \"Security\"; it has: 1 T1",
         ),
+        // A field the project does not list (Redmine lists only fields enabled on the
+        // project, not those "For all projects"): the search probe decides.
         (
-            vec![reply(200, user.clone()), reply(200, project(&[3], &[2], 1))],
-            "custom field 7 (`fingerprint_field`) is not enabled for project \"Security\"",
+            vec![
+                reply(200, user.clone()),
+                reply(200, project(&[3], &[2], 1)),
+                reply(200, priorities(&[])),
+                reply(200, statuses()),
+                reply(200, list(vec![issue(1, "any", None)])),
+            ],
+            "the search by custom field 7 returned issues with other values",
         ),
         (
             vec![reply(200, user.clone()), reply(200, project(&[3], &[7], 9))],
@@ -414,6 +422,18 @@ async fn redmine_check_verifies_project_tracker_field_priorities_and_learns_the_
         let m = blocked_message(a.check(&client).await);
         assert!(m.contains(want), "got: {m}\nwant: {want}");
     }
+
+    // A "For all projects" field is not listed by the project, and its probe finds nothing:
+    // accepted (every create verifies the stored value anyway).
+    let fake = Fake::start(vec![
+        reply(200, user.clone()),
+        reply(200, project(&[3], &[2], 1)),
+        reply(200, priorities(&[])),
+        reply(200, statuses()),
+        reply(200, list(vec![])),
+    ])
+    .await;
+    redmine_cf(&s, &fake.base, "").check(&client).await.unwrap();
 
     // A priority id Redmine does not define.
     let fake = Fake::start(vec![

@@ -422,18 +422,17 @@ impl Redmine {
         if let Some(f) = self.fingerprint_field {
             let fields = ids("issue_custom_fields");
             if !fields.iter().any(|(i, _)| *i == f) {
-                return Err(DeliveryError::Blocked {
-                    message: format!(
-                        "custom field {f} (`fingerprint_field`) is not enabled for project \
-                         {name:?} (or not visible to the key's user): Redmine would drop the \
-                         fingerprint silently; the project has: {}",
-                        if fields.is_empty() {
-                            "no issue custom fields".to_string()
-                        } else {
-                            listing(&fields)
-                        }
-                    ),
-                });
+                // The project's `issue_custom_fields` lists only fields enabled on the project
+                // itself, not those "For all projects" (seen on Redmine 5.0): not a refusal.
+                // The search probe (a filter the project does not have is ignored) and the
+                // read-back after each create catch a field that really does not apply.
+                tracing::warn!(
+                    field = f,
+                    project = %name,
+                    listed = %listing(&fields),
+                    "custom field not listed by the project: fine if it is \"For all projects\"; \
+                     every create verifies the stored value"
+                );
             }
         }
         Ok(())
