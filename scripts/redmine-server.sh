@@ -33,6 +33,9 @@ usage() {
   exit 2
 }
 
+# instance_dir, free_port, group_alive, running_pgid
+. "$here/lib/instance.sh"
+
 installed() {
   local p
   for p in "${packages[@]}"; do
@@ -51,20 +54,6 @@ cmd_install() {
   installed || die "the packages did not install: ${packages[*]}"
 }
 
-instance_dir() {
-  [ -n "${1:-}" ] || usage
-  if [ "${2:-}" = create ]; then
-    mkdir -p "$1"
-  fi
-  [ -d "$1" ] || die "no such directory: $1"
-  (cd "$1" && pwd)
-}
-
-free_port() {
-  perl -MIO::Socket::INET -e \
-    'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!\n"; print $s->sockport, "\n"'
-}
-
 # The instance name Redmine knows DIR by (a link under $redmine/instances).
 instance_name() {
   printf 'sentinela-%s' "$(printf '%s' "$1" | sha256sum | cut -c1-12)"
@@ -74,19 +63,6 @@ in_instance() {
   local dir=$1
   shift
   (cd "$redmine" && REDMINE_INSTANCE=$(instance_name "$dir") RAILS_ENV=production "$@")
-}
-
-group_alive() {
-  ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
-}
-
-running_pgid() {
-  local pid
-  [ -f "$1/pid" ] || return 1
-  pid=$(cat "$1/pid")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  group_alive "$pid" || return 1
-  echo "$pid"
 }
 
 api_ok() {

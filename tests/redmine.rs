@@ -5,27 +5,16 @@
 //! Under `CI=true` a missing Redmine fails the test; on a developer machine without it the test
 //! prints how to install it and returns.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+mod e2e;
+use e2e::*;
 
-const DETECTOR: &str = r#"
-[[detector]]
-id = "t.attack"
-title = "Attack from {source.address}"
-description = "Test attacks."
-category = "intrusion-attempts"
-severity = "high"
-response = "1. Block the address."
-patterns = ['''\bapp\[\d+\]: ATTACK from (?P<source.address>\S+)$''']
-key = ["source.address"]
-threshold = { count = 3, window = "10m" }
-"#;
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn redmine_available() -> bool {
     let ok = Path::new("/usr/share/redmine/instances").is_dir()
@@ -129,68 +118,6 @@ impl Drop for Redmine {
             .arg(self.dir.path())
             .output();
     }
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(cfg: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_sentinela"))
-                .args(["run", "--config"])
-                .arg(cfg)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn attack(log: &Path, addr: &str, n: usize) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    for _ in 0..n {
-        writeln!(f, "Mar  1 10:00:00 web1 app[1]: ATTACK from {addr}").unwrap();
-    }
-}
-
-fn fingerprint_of(state: &Path, addr: &str) -> Option<String> {
-    let o = Command::new(env!("CARGO_BIN_EXE_sentinela"))
-        .args(["incidents", "--format", "json", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout).ok()?;
-    v["incidents"]
-        .as_array()?
-        .iter()
-        .find(|i| i["fields"]["source.address"] == addr)
-        .and_then(|i| i["fingerprint"].as_str().map(String::from))
 }
 
 fn notes(issue: &Value) -> Vec<Value> {

@@ -4,27 +4,16 @@
 //! Under `CI=true` a missing RT fails the test; on a developer machine without RT it prints how
 //! to install it and returns.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+mod e2e;
+use e2e::*;
 
-const DETECTOR: &str = r#"
-[[detector]]
-id = "t.attack"
-title = "Attack from {source.address}"
-description = "Test attacks."
-category = "intrusion-attempts"
-severity = "high"
-response = "1. Block {source.address}."
-patterns = ['''\bapp\[\d+\]: ATTACK from (?P<source.address>\S+)$''']
-key = ["source.address"]
-threshold = { count = 3, window = "10m" }
-"#;
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn rt_available() -> bool {
     let ok = Path::new("/usr/share/request-tracker5/libexec/rt-server").exists();
@@ -128,109 +117,6 @@ impl Drop for Rt {
             .arg(self.dir.path())
             .output();
     }
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(cfg: &Path, log: &Path) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_sentinela"))
-                .args(["run", "--config"])
-                .arg(cfg)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn kill9(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn attack(log: &Path, addr: &str, n: usize) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    for _ in 0..n {
-        writeln!(f, "Mar  1 10:00:00 web1 app[1]: ATTACK from {addr}").unwrap();
-    }
-}
-
-fn incidents(state: &Path) -> Vec<Value> {
-    let o = Command::new(env!("CARGO_BIN_EXE_sentinela"))
-        .args(["incidents", "--format", "json", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
-    if !o.status.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["incidents"].as_array().cloned().unwrap_or_default()
-}
-
-/// The outbox, or `None` when it could not be read this time (the daemon may be starting).
-fn try_outbox(state: &Path) -> Option<Vec<Value>> {
-    let o = Command::new(env!("CARGO_BIN_EXE_sentinela"))
-        .args(["outbox", "list", "--format", "json", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
-    if !o.status.success() {
-        return None;
-    }
-    serde_json::from_slice::<Value>(&o.stdout)
-        .ok()?
-        .as_array()
-        .cloned()
-}
-
-fn outbox(state: &Path) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = try_outbox(state) {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "cannot read the outbox"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn fingerprint_of(state: &Path, addr: &str) -> Option<String> {
-    incidents(state)
-        .iter()
-        .find(|i| i["fields"]["source.address"] == addr)
-        .and_then(|i| i["fingerprint"].as_str().map(String::from))
 }
 
 #[test]
