@@ -199,7 +199,7 @@ async fn jira_find_open_uses_the_jql_endpoint_and_compares_labels_exactly() {
     assert_eq!(
         q.get("jql"),
         Some(&format!(
-            "labels = \"{l}\" AND statusCategory != Done ORDER BY created ASC"
+            "project = \"SEC\" AND labels = \"{l}\" AND statusCategory != Done ORDER BY created ASC"
         ))
     );
     assert_eq!(

@@ -471,3 +471,24 @@ fn the_dry_run_needs_no_secret() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn merged_and_removed_tickets_are_closed_for_good() {
+    let s = Secrets::new();
+    let fake = Fake::start(vec![
+        reply(200, ticket(19, "merged")),
+        reply(200, ticket(19, "removed")),
+        reply(200, ticket(19, "closed")),
+    ])
+    .await;
+    let a = zammad(&s, &fake.base, "");
+    let client = http_client().unwrap();
+    let t = TicketRef("19".into());
+    for want in [
+        TicketStatus::Final,
+        TicketStatus::Final,
+        TicketStatus::Closed,
+    ] {
+        assert_eq!(a.status(&client, &t).await.unwrap(), want);
+    }
+}

@@ -321,16 +321,14 @@ impl Api for Freshdesk {
                 .get("id")
                 .and_then(numeric_id)
                 .ok_or_else(|| unexpected("a search result without an id", body))?;
-            let Some(tags) = r.get("tags").and_then(Value::as_array) else {
-                return Err(DeliveryError::Blocked {
-                    message: format!(
-                        "search result {id} does not show its tags: the key cannot be compared \
-                         exactly (Freshdesk's tag search ignores case)"
-                    ),
-                });
-            };
-            if !tags.iter().any(|t| t.as_str() == Some(want.as_str())) {
-                continue; // another incident's key, differing in case
+            // Freshdesk's documented search answers do not always show `tags`: the query
+            // already matched the tag (without case: our keys are lower-case hex, so only a
+            // tag typed by hand could differ in case). When the tags are shown, they are
+            // compared exactly.
+            if let Some(tags) = r.get("tags").and_then(Value::as_array) {
+                if !tags.iter().any(|t| t.as_str() == Some(want.as_str())) {
+                    continue; // another incident's key, differing in case
+                }
             }
             let open = r.get("status").and_then(Value::as_i64).is_some_and(is_open);
             if open && best.is_none_or(|b| id < b) {
@@ -357,6 +355,11 @@ impl Api for Freshdesk {
             .get("status")
             .and_then(Value::as_i64)
             .ok_or_else(|| unexpected("no ticket status", body))?;
+        // A ticket marked as spam or deleted answers 405 to every update: closed for good.
+        if v.get("spam") == Some(&Value::Bool(true)) || v.get("deleted") == Some(&Value::Bool(true))
+        {
+            return Ok(TicketStatus::Final);
+        }
         if is_open(s) {
             Ok(TicketStatus::Open)
         } else if s == RESOLVED || s == CLOSED {

@@ -331,7 +331,11 @@ impl Api for Gitlab {
         }
         doc.insert(
             "title".into(),
-            json!(one_line(&c.title, MAX_TITLE_CHARS, false)),
+            json!(defuse_references(&one_line(
+                &c.title,
+                MAX_TITLE_CHARS,
+                false
+            ))),
         );
         doc.insert("description".into(), json!(body));
         doc.insert("issue_type".into(), json!(self.issue_type));
@@ -593,9 +597,35 @@ fn flatten_error(body: &[u8]) -> Option<Vec<u8>> {
     Some(json!({ "message": text }).to_string().into_bytes())
 }
 
+/// GitLab reads mentions (`@user`) and references (`#12`, `group/project!3`, `~label`,
+/// `%milestone`, `$snippet`, `&epic`) in issue titles too: attacker text in a title would notify
+/// users and post "mentioned in" notes on other issues, telling them of the incident. A WORD
+/// JOINER (U+2060, invisible) after each of those characters breaks the reference; the body
+/// is escaped by `render` the same way.
+fn defuse_references(title: &str) -> String {
+    let mut out = String::with_capacity(title.len() + 8);
+    for ch in title.chars() {
+        out.push(ch);
+        if matches!(ch, '@' | '#' | '!' | '~' | '%' | '$' | '&') {
+            out.push('\u{2060}');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn titles_cannot_mention_or_reference() {
+        let t = defuse_references("Probe by @root on #12 and group/p!3 ~bug");
+        for broken in ["@\u{2060}root", "#\u{2060}12", "!\u{2060}3", "~\u{2060}bug"] {
+            assert!(t.contains(broken), "{t:?}");
+        }
+        assert!(!t.contains("@root") && !t.contains("#12"));
+        assert_eq!(defuse_references("plain title"), "plain title");
+    }
     use crate::ticket::adapter::test_support::{config, problems_of, token};
     use std::time::UNIX_EPOCH;
 

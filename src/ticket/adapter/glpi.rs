@@ -36,8 +36,8 @@ use std::sync::Mutex;
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, base_headers, classify, cut, header, json_body, numeric_id, percent_encode,
-    prio_index, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, base_headers, classify, header, json_body, numeric_id, percent_encode, prio_index,
+    unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{self, BodyFormat};
@@ -79,6 +79,8 @@ const OWN_FIELDS: &[&str] = &[
     "type",
     "_users_id_requester",
     "_groups_id_assign",
+    // A ticket created solved or closed would never be found open again.
+    "status",
 ];
 
 /// The keys only GLPI uses.
@@ -645,11 +647,39 @@ fn key_of(title: &str) -> Option<&str> {
     (!rest.contains(']')).then_some(rest)
 }
 
-/// The ticket title: the rendered title, cut so that the key suffix fits in 255 characters.
+/// The ticket title: the rendered title, cut so that the key suffix fits in 255 characters
+/// as GLPI stores them. GLPI 10 stores `<`, `>`, `&`, `'` and `"` as HTML entities (its input
+/// sanitizer): a title of attacker text full of them would otherwise overflow the column and
+/// lose the key (a new ticket per recurrence) or fail the create.
 fn name(c: &TicketContent) -> String {
     let suffix = format!(" {KEY_PREFIX}{}]", c.fingerprint);
     let room = MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
-    cut(&render::title(c), room) + &suffix
+    let title = render::title(c);
+    if title.chars().map(stored_width).sum::<usize>() <= room {
+        return title + &suffix;
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for ch in title.chars() {
+        let w = stored_width(ch);
+        if used + w > room.saturating_sub(1) {
+            break;
+        }
+        out.push(ch);
+        used += w;
+    }
+    out.push('…');
+    out + &suffix
+}
+
+/// Characters a character takes once GLPI has stored it (`&` as `&amp;`, `<` as `&lt;`, ...).
+fn stored_width(ch: char) -> usize {
+    match ch {
+        '&' | '\'' => 5,
+        '<' | '>' => 4,
+        '"' => 6,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]
@@ -659,6 +689,21 @@ mod tests {
 
     const GLPI: &str = "[[helpdesk]]\nname = \"glpi\"\nkind = \"glpi\"\n\
                         url = \"https://glpi.example.com\"\ntoken_env = \"GLPI_USER_TOKEN\"\n";
+
+    #[test]
+    fn titles_keep_their_key_once_glpi_encodes_them() {
+        let mut c = content("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "x", Priority::P2);
+        c.title = "<".repeat(300);
+        let n = name(&c);
+        let stored: usize = n.chars().map(stored_width).sum();
+        assert!(stored <= MAX_NAME_CHARS, "{stored}");
+        assert_eq!(key_of(&n), Some(c.fingerprint.as_str()));
+        c.title = "short & sweet".into();
+        assert_eq!(
+            name(&c),
+            format!("{} [sentinela:{}]", render::title(&c), c.fingerprint)
+        );
+    }
 
     #[test]
     fn config_problems_are_located() {

@@ -640,9 +640,13 @@ impl Api for Jira {
     }
 
     /// `GET /rest/api/3/search/jql` for open issues with the dedup label, oldest first.
+    /// Bounded to the configured project: the label is ours, but an issue of another project
+    /// carrying it (a second deployment, a copied issue) must not receive this incident's
+    /// comments.
     fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
         let jql = format!(
-            "labels = \"{}\" AND statusCategory != Done ORDER BY created ASC",
+            "project = \"{}\" AND labels = \"{}\" AND statusCategory != Done ORDER BY created ASC",
+            jql_escape(&self.project),
             jql_escape(&Self::label(fingerprint))
         );
         let url = format!(

@@ -1055,6 +1055,38 @@ pub(crate) fn cut(text: &str, max_chars: usize) -> String {
     cut
 }
 
+/// Field values for structured payloads (webhook events, PagerDuty `custom_details`): each
+/// redacted (log text carries passwords and tokens) and cut to
+/// [`crate::ticket::render::MAX_LINE_CHARS`], at most [`MAX_STRUCTURED_FIELDS`] of them.
+/// Rendered bodies get the same treatment in `render`; these payloads carry the values raw
+/// otherwise.
+pub(crate) fn structured_fields(c: &TicketContent) -> Map<String, Value> {
+    c.fields
+        .iter()
+        .take(MAX_STRUCTURED_FIELDS)
+        .map(|(k, v)| (k.clone(), Value::String(structured_text(v))))
+        .collect()
+}
+
+/// The newest `max` evidence lines, redacted and cut like [`structured_fields`].
+pub(crate) fn structured_evidence(c: &TicketContent, max: usize) -> Vec<String> {
+    let newest = c.evidence.len().saturating_sub(max);
+    c.evidence[newest..]
+        .iter()
+        .map(|l| structured_text(l))
+        .collect()
+}
+
+/// At most this many fields in a structured payload (as in rendered bodies).
+pub(crate) const MAX_STRUCTURED_FIELDS: usize = 50;
+
+fn structured_text(v: &str) -> String {
+    cut(
+        &crate::ticket::render::redact(v),
+        crate::ticket::render::MAX_LINE_CHARS,
+    )
+}
+
 /// Merges `create_fields` into a create body without replacing what sentinela set; `tags`
 /// (an array, or Zammad's comma-separated string) are the union, sentinela's first.
 pub(crate) fn merge_fields(doc: &mut Map<String, Value>, extra: &Map<String, Value>) {
@@ -2606,6 +2638,51 @@ mod tests {
         ] {
             assert!(!looks_like_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn structured_payloads_redact_and_cut_log_text() {
+        let mut c = crate::ticket::TicketContent {
+            fingerprint: "f".into(),
+            detector: "d".into(),
+            title: "t".into(),
+            priority: Priority::P3,
+            severity: "high".into(),
+            category: "c".into(),
+            criticality: "normal".into(),
+            count: 1,
+            first_seen: String::new(),
+            last_seen: String::new(),
+            source: "s".into(),
+            fields: BTreeMap::from([(
+                "url.original".to_string(),
+                "/login?user=bob&password=hunter2".to_string(),
+            )]),
+            evidence: vec![
+                "GET /login?user=bob&password=hunter2 HTTP/1.1".into(),
+                "x".repeat(5000),
+            ],
+            description: String::new(),
+            response: String::new(),
+            references: Vec::new(),
+            previous_ticket: None,
+        };
+        let f = structured_fields(&c);
+        assert!(
+            !f["url.original"].as_str().unwrap().contains("hunter2"),
+            "{f:?}"
+        );
+        let e = structured_evidence(&c, 10);
+        assert!(
+            !e[0].contains("hunter2") && e[0].contains("user=bob"),
+            "{e:?}"
+        );
+        assert_eq!(e[1].chars().count(), crate::ticket::render::MAX_LINE_CHARS);
+        assert_eq!(structured_evidence(&c, 1).len(), 1);
+        for i in 0..80 {
+            c.fields.insert(format!("k{i:02}"), "v".into());
+        }
+        assert_eq!(structured_fields(&c).len(), MAX_STRUCTURED_FIELDS);
     }
 
     #[test]

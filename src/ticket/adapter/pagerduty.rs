@@ -144,9 +144,13 @@ impl Pagerduty {
         details.insert("first_seen".into(), json!(c.first_seen));
         details.insert("last_seen".into(), json!(c.last_seen));
         details.insert("log_source".into(), json!(c.source));
-        details.insert("fields".into(), json!(c.fields));
-        let newest = c.evidence.len().saturating_sub(MAX_EVIDENCE_LINES);
-        details.insert("evidence".into(), json!(c.evidence[newest..]));
+        // Log text, redacted and cut: at most 50 fields and 20 lines of 1,000 characters, with
+        // the update text (at most 60 kB) well under the Events API's 512 kB per event.
+        details.insert("fields".into(), Value::Object(super::structured_fields(c)));
+        details.insert(
+            "evidence".into(),
+            json!(super::structured_evidence(c, MAX_EVIDENCE_LINES)),
+        );
         details.insert("description".into(), json!(c.description));
         details.insert("response".into(), json!(c.response));
         details.insert("references".into(), json!(c.references));

@@ -370,7 +370,11 @@ impl Api for Servicenow {
         _now: u64,
     ) -> HttpRequest {
         let url = self.incident_url(t, "sys_id");
-        self.request("PATCH", url, Some(json!({ "work_notes": text })))
+        self.request(
+            "PATCH",
+            url,
+            Some(json!({ "work_notes": defuse_code_tags(text) })),
+        )
     }
 
     /// Open incidents whose `correlation_id` is `fingerprint`, oldest first.
@@ -641,9 +645,24 @@ fn short_description(c: &TicketContent) -> String {
     cut(&render::title(c), MAX_SHORT_DESCRIPTION_CHARS)
 }
 
+/// Journal fields (`work_notes`) render text between `[code]` and `[/code]` as HTML
+/// (`glide.ui.security.allow_codetag`, on by default): log evidence must not bring HTML into
+/// the activity stream. A WORD JOINER (U+2060, invisible) after every `[` breaks the tag.
+fn defuse_code_tags(text: &str) -> String {
+    text.replace('[', "[\u{2060}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_notes_cannot_open_code_tags() {
+        let t = defuse_code_tags("x [code]<img src=x>[/code] [CODE]y[/CODE]");
+        assert!(!t.to_ascii_lowercase().contains("[code]"), "{t:?}");
+        assert!(!t.to_ascii_lowercase().contains("[/code]"), "{t:?}");
+        assert_eq!(defuse_code_tags("no brackets"), "no brackets");
+    }
     use crate::ticket::adapter::test_support::{config, problems_of, token};
     use crate::ticket::adapter::MAX_RETRY_AFTER;
     use std::time::{Duration, UNIX_EPOCH};

@@ -203,8 +203,12 @@ impl Webhook {
                 m.insert("first_seen".into(), json!(c.first_seen));
                 m.insert("last_seen".into(), json!(c.last_seen));
                 m.insert("source".into(), json!(c.source));
-                m.insert("fields".into(), json!(c.fields));
-                m.insert("evidence".into(), json!(c.evidence));
+                // Log text: redacted and cut like the rendered body (`body`).
+                m.insert("fields".into(), Value::Object(super::structured_fields(c)));
+                m.insert(
+                    "evidence".into(),
+                    json!(super::structured_evidence(c, super::MAX_STRUCTURED_FIELDS)),
+                );
                 m.insert("description".into(), json!(c.description));
                 m.insert("response".into(), json!(c.response));
                 m.insert("references".into(), json!(c.references));

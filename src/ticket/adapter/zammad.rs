@@ -64,7 +64,10 @@ const MAX_TITLE_CHARS: usize = 250;
 
 /// States of a default Zammad.
 const OPEN_STATES: &[&str] = &["new", "open", "pending reminder", "pending close"];
-const CLOSED_STATES: &[&str] = &["closed", "merged", "removed"];
+const CLOSED_STATES: &[&str] = &["closed"];
+/// A merged ticket is an emptied shell linked to the ticket it was merged into, a removed one
+/// is gone: closed for good (a recurrence opens a follow-up ticket).
+const FINAL_STATES: &[&str] = &["merged", "removed"];
 
 /// Default priority ids for P1..P4 (Zammad ships 1 low, 2 normal, 3 high).
 pub const DEFAULT_PRIORITIES: [i64; 4] = [3, 3, 2, 1];
@@ -85,6 +88,9 @@ const RESERVED: &[&str] = &[
     "priority",
     "priority_id",
     "article",
+    // A ticket created closed would never be found open again: one per recurrence.
+    "state",
+    "state_id",
 ];
 
 /// The keys only Zammad uses.
@@ -408,6 +414,8 @@ impl Api for Zammad {
             Ok(TicketStatus::Open)
         } else if CLOSED_STATES.contains(&s) {
             Ok(TicketStatus::Closed)
+        } else if FINAL_STATES.contains(&s) {
+            Ok(TicketStatus::Final)
         } else {
             Err(DeliveryError::Blocked {
                 message: format!(

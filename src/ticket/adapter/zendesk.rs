@@ -119,6 +119,8 @@ pub(crate) fn problems(cfg: &HelpdeskConfig, err: &mut dyn FnMut(Option<Range<us
         "description",
         "priority",
         "external_id",
+        // A ticket created solved or closed would never be found open again.
+        "status",
     ];
     if cfg.group.is_some() {
         reserved.push("group_id");
@@ -311,10 +313,11 @@ impl Api for Zendesk {
         self.request("PUT", self.ticket_url(t), Some(doc))
     }
 
-    /// `GET /tickets.json?external_id=FP`.
+    /// `GET /tickets.json?external_id=FP`, newest first: closed tickets keep their
+    /// `external_id` (a page holds 100), and the open one is among the newest.
     fn find_open_request(&self, fingerprint: &str) -> Option<HttpRequest> {
         let url = format!(
-            "{}/tickets.json?external_id={}",
+            "{}/tickets.json?sort_by=created_at&sort_order=desc&external_id={}",
             self.api,
             percent_encode(fingerprint)
         );
