@@ -301,7 +301,7 @@ impl Api for Servicenow {
         let mut doc = self.create_fields.clone();
         let (impact, urgency) = self.impact_urgency(c.priority);
         doc.insert("short_description".into(), json!(short_description(c)));
-        doc.insert("description".into(), json!(body));
+        doc.insert("description".into(), json!(fit_description(body)));
         doc.insert("impact".into(), json!(impact.to_string()));
         doc.insert("urgency".into(), json!(urgency.to_string()));
         doc.insert("correlation_id".into(), json!(c.fingerprint));
@@ -652,9 +652,41 @@ fn defuse_code_tags(text: &str) -> String {
     text.replace('[', "[\u{2060}")
 }
 
+/// The `description` column holds 4,000 characters by default, and ServiceNow cuts a longer
+/// value at the end: where the body keeps the dedup key and the customer status text.
+const MAX_DESCRIPTION_CHARS: usize = 4000;
+
+/// `body` when it fits the description, else its head and its tail around a note saying so
+/// (the middle, evidence lines, is what goes).
+fn fit_description(body: &str) -> String {
+    let n = body.chars().count();
+    if n <= MAX_DESCRIPTION_CHARS {
+        return body.to_string();
+    }
+    let note = "\n\n[... cut: the incident's text is longer than the 4,000 characters of a \
+                ServiceNow description ...]\n\n";
+    let room = MAX_DESCRIPTION_CHARS - note.chars().count();
+    let head: String = body.chars().take(room / 2).collect();
+    let tail: String = body.chars().skip(n - (room - room / 2)).collect();
+    format!("{head}{note}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_bodies_keep_their_head_and_their_key_at_the_end() {
+        assert_eq!(fit_description("short"), "short");
+        let body = format!("HEAD{}sentinela-fingerprint: abc", "x".repeat(10_000));
+        let d = fit_description(&body);
+        assert_eq!(d.chars().count(), MAX_DESCRIPTION_CHARS);
+        assert!(
+            d.starts_with("HEAD") && d.ends_with("sentinela-fingerprint: abc"),
+            "{d}"
+        );
+        assert!(d.contains("[... cut:"));
+    }
 
     #[test]
     fn work_notes_cannot_open_code_tags() {
