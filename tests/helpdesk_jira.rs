@@ -579,3 +579,30 @@ async fn echoed_credentials_are_not_shown() {
     assert!(!m.contains(encoded) && !m.contains(TOKEN), "{m}");
     assert!(m.contains("Basic <redacted>"), "{m}");
 }
+
+#[tokio::test]
+async fn an_issue_moved_to_another_project_is_still_reopened() {
+    let s = Secrets::new();
+    let fake = Fake::start(vec![
+        // Asked as SEC-5, the issue answers under its new key.
+        reply(
+            200,
+            json!({"id": "10005", "key": "OPS-9",
+                   "fields": {"status": {"statusCategory": {"key": "done"}}},
+                   "transitions": [{"id": "31", "name": "Reopen", "isAvailable": true,
+                                    "to": {"name": "Reopened", "statusCategory": {"key": "indeterminate"}}}]}),
+        ),
+        no_content(),
+    ])
+    .await;
+    let a = jira(&s, &fake.base, "");
+    let client = http_client().unwrap();
+    let t = TicketRef("SEC-5".into());
+    assert_eq!(a.status(&client, &t).await.unwrap(), TicketStatus::Closed);
+    a.reopen(&client, &t).await.unwrap();
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[1].method, "POST");
+    assert_eq!(reqs[1].path(), "/rest/api/3/issue/SEC-5/transitions");
+    assert_eq!(reqs[1].json(), json!({"transition": {"id": "31"}}));
+}

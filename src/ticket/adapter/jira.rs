@@ -96,6 +96,10 @@ const OWN_FIELDS: &[&str] = &["project", "issuetype", "summary", "description", 
 /// The fields a JSM request type must show for our create.
 const JSM_FIELDS: &[&str] = &["summary", "description", "labels"];
 
+/// The key under which the transition found by the last status read of a closed issue is
+/// remembered too (not a valid issue key or id).
+const LAST_READ: &str = "";
+
 /// Remembered reopen transitions are forgotten past this many (a bound, not a cache policy:
 /// each status read stores the one the next reopen needs).
 const MAX_REMEMBERED: usize = 1024;
@@ -725,9 +729,13 @@ impl Api for Jira {
             _ => return Err(unexpected("no status category", body)),
         };
         if state == TicketStatus::Closed {
+            // Under the issue's current key and id, and as the last status read: an issue moved
+            // to another project answers under its new key, while the reopen that follows this
+            // read names it by the key it had when created.
             let names: Vec<String> = ["key", "id"]
                 .iter()
                 .filter_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
+                .chain([LAST_READ.to_string()])
                 .collect();
             let found = reopen_transition(&v);
             if let Ok(mut m) = self.reopen.lock() {
@@ -755,7 +763,10 @@ impl Api for Jira {
     /// `POST /rest/api/3/issue/KEY/transitions` with the transition the last status read
     /// found; `None` when there is none (the comment alone is added).
     fn reopen_request(&self, t: &TicketRef, _now: u64) -> Option<HttpRequest> {
-        let id = self.reopen.lock().ok()?.get(&t.0).cloned()?;
+        let id = {
+            let m = self.reopen.lock().ok()?;
+            m.get(&t.0).or_else(|| m.get(LAST_READ)).cloned()?
+        };
         let doc = json!({ "transition": { "id": id } });
         Some(self.request(
             "POST",
