@@ -694,8 +694,11 @@ impl Pipeline {
                     .find(|d| d.id == inc.detector);
                 for desk in &mut self.desks {
                     let digest_key = desk.lifecycle.digest_key(&inc.detector, now);
-                    for fp in [&inc.fingerprint, &digest_key] {
-                        load_record(&self.store, desk, fp);
+                    load_record(&self.store, desk, &inc.fingerprint);
+                    // The storm digest matters only to an incident without a ticket record
+                    // (past a quota): recurrences do not read it from the store.
+                    if !desk.records.contains_key(&inc.fingerprint) {
+                        load_record(&self.store, desk, &digest_key);
                     }
                     let decision = desk.lifecycle.on_incident(
                         inc,

@@ -1730,22 +1730,40 @@ impl Adapter {
         Ok(())
     }
 
-    /// Builds a request (after opening a session where needed) and sends it. A 401 on a
-    /// session-based help desk means the session expired: it is opened again and the request
-    /// rebuilt and sent once more.
+    /// Builds a request (after opening a session where needed: builders embed it) and sends
+    /// it; `Ok(None)` when the help desk has no such request. A 401 on a session-based help
+    /// desk means the session expired: it is opened again and the request rebuilt and sent
+    /// once more.
     async fn exec(
+        &self,
+        client: &reqwest::Client,
+        op: &str,
+        build: impl Fn() -> Option<HttpRequest>,
+    ) -> Result<Option<Response>, DeliveryError> {
+        self.ensure_session(client).await?;
+        let Some(req) = build() else {
+            return Ok(None);
+        };
+        let r = self.send_one(client, op, &req).await?;
+        if r.0 == 401 && self.api.close_session_request().is_some() {
+            self.ensure_session(client).await?;
+            let Some(req) = build() else {
+                return Ok(None);
+            };
+            return self.send_one(client, op, &req).await.map(Some);
+        }
+        Ok(Some(r))
+    }
+
+    /// [`Adapter::exec`] for a request every help desk has.
+    async fn exec_always(
         &self,
         client: &reqwest::Client,
         op: &str,
         build: impl Fn() -> HttpRequest,
     ) -> Result<Response, DeliveryError> {
-        self.ensure_session(client).await?;
-        let r = self.send_one(client, op, &build()).await?;
-        if r.0 == 401 && self.api.close_session_request().is_some() {
-            self.ensure_session(client).await?;
-            return self.send_one(client, op, &build()).await;
-        }
-        Ok(r)
+        let r = self.exec(client, op, || Some(build())).await?;
+        Ok(r.expect("the builder always builds"))
     }
 
     /// Ends the login session, if one is open (GLPI: `killSession`), so sessions do not pile
@@ -1766,14 +1784,17 @@ impl Adapter {
         }
     }
 
-    /// Sends `build`'s request and reads the answer with [`Adapter::parse_ok`].
+    /// Sends `build`'s request, if the help desk has it, and reads the answer with
+    /// [`Adapter::parse_ok`].
     async fn exec_ok(
         &self,
         client: &reqwest::Client,
         op: &str,
-        build: impl Fn() -> HttpRequest,
+        build: impl Fn() -> Option<HttpRequest>,
     ) -> Result<(), DeliveryError> {
-        let (s, h, b) = self.exec(client, op, build).await?;
+        let Some((s, h, b)) = self.exec(client, op, build).await? else {
+            return Ok(());
+        };
         self.api
             .parse_ok(s, &h, &b)
             .map_err(|e| self.common.context(op, e))
@@ -1791,22 +1812,22 @@ impl Adapter {
         body: &str,
     ) -> Result<TicketRef, DeliveryError> {
         let (s, h, b) = self
-            .exec(client, "create ticket", || self.create_request(c, body))
+            .exec_always(client, "create ticket", || self.create_request(c, body))
             .await?;
         let t = self.parse_create(c, s, &h, &b)?;
-        let follow = self.after_create_requests(&t, c);
-        for (i, _) in follow.iter().enumerate() {
+        let follow = self.after_create_requests(&t, c).len();
+        for i in 0..follow {
             let op = format!("complete created ticket {}", t.0);
-            self.exec_ok(client, &op, || self.after_create_requests(&t, c)[i].clone())
-                .await?;
+            self.exec_ok(client, &op, || {
+                self.after_create_requests(&t, c).into_iter().nth(i)
+            })
+            .await?;
         }
-        if self.read_back_request(&t).is_some() {
-            let op = format!("verify created ticket {}", t.0);
-            let (s, h, b) = self
-                .exec(client, &op, || {
-                    self.read_back_request(&t).expect("checked above")
-                })
-                .await?;
+        let op = format!("verify created ticket {}", t.0);
+        if let Some((s, h, b)) = self
+            .exec(client, &op, || self.read_back_request(&t))
+            .await?
+        {
             self.parse_read_back(&t, c, s, &h, &b)?;
         }
         Ok(t)
@@ -1821,8 +1842,10 @@ impl Adapter {
         kind: UpdateKind,
         text: &str,
     ) -> Result<(), DeliveryError> {
-        self.exec_ok(client, "comment", || self.comment_request(t, c, kind, text))
-            .await
+        self.exec_ok(client, "comment", || {
+            Some(self.comment_request(t, c, kind, text))
+        })
+        .await
     }
 
     /// Finds the open ticket of a fingerprint (`None` when there is none or the help desk
@@ -1832,15 +1855,15 @@ impl Adapter {
         client: &reqwest::Client,
         fingerprint: &str,
     ) -> Result<Option<TicketRef>, DeliveryError> {
-        if self.find_open_request(fingerprint).is_none() {
-            return Ok(None);
-        }
-        let (s, h, b) = self
+        match self
             .exec(client, "find open ticket", || {
-                self.find_open_request(fingerprint).expect("checked above")
+                self.find_open_request(fingerprint)
             })
-            .await?;
-        self.parse_find_open(fingerprint, s, &h, &b)
+            .await?
+        {
+            Some((s, h, b)) => self.parse_find_open(fingerprint, s, &h, &b),
+            None => Ok(None),
+        }
     }
 
     /// Whether a ticket is open (always `Open` when the help desk cannot tell).
@@ -1849,15 +1872,13 @@ impl Adapter {
         client: &reqwest::Client,
         t: &TicketRef,
     ) -> Result<TicketStatus, DeliveryError> {
-        if self.status_request(t).is_none() {
-            return Ok(TicketStatus::Open);
+        match self
+            .exec(client, "read ticket status", || self.status_request(t))
+            .await?
+        {
+            Some((s, h, b)) => self.parse_status(s, &h, &b),
+            None => Ok(TicketStatus::Open),
         }
-        let (s, h, b) = self
-            .exec(client, "read ticket status", || {
-                self.status_request(t).expect("checked above")
-            })
-            .await?;
-        self.parse_status(s, &h, &b)
     }
 
     /// Reopens a ticket (nothing where the help desk cannot: the comment that follows says
@@ -1867,13 +1888,8 @@ impl Adapter {
         client: &reqwest::Client,
         t: &TicketRef,
     ) -> Result<(), DeliveryError> {
-        if self.reopen_request(t).is_none() {
-            return Ok(());
-        }
-        self.exec_ok(client, "reopen ticket", || {
-            self.reopen_request(t).expect("checked above")
-        })
-        .await
+        self.exec_ok(client, "reopen ticket", || self.reopen_request(t))
+            .await
     }
 
     /// Sets a ticket's priority (nothing where the help desk cannot).
@@ -1883,13 +1899,8 @@ impl Adapter {
         t: &TicketRef,
         p: Priority,
     ) -> Result<(), DeliveryError> {
-        if self.set_priority_request(t, p).is_none() {
-            return Ok(());
-        }
-        self.exec_ok(client, "set priority", || {
-            self.set_priority_request(t, p).expect("checked above")
-        })
-        .await
+        self.exec_ok(client, "set priority", || self.set_priority_request(t, p))
+            .await
     }
 
     /// Resolves a ticket whose incident was closed locally (nothing where people close
@@ -1900,37 +1911,27 @@ impl Adapter {
         t: &TicketRef,
         c: &TicketContent,
     ) -> Result<(), DeliveryError> {
-        if self.resolve_request(t, c).is_none() {
-            return Ok(());
-        }
-        self.exec_ok(client, "resolve ticket", || {
-            self.resolve_request(t, c).expect("checked above")
-        })
-        .await
+        self.exec_ok(client, "resolve ticket", || self.resolve_request(t, c))
+            .await
     }
 
     /// Checks the help desk at start-up and in `sentinela helpdesk test`: URL, credentials,
     /// and what the help desk needs set up (RT: the queue and its custom fields). A webhook
     /// has nothing to check without sending an event: `Ok`. Ends the session it opened.
     pub async fn check(&self, client: &reqwest::Client) -> Result<(), DeliveryError> {
-        if self.check_request().is_none() {
-            return Ok(());
-        }
         let r = self.check_inner(client).await;
         self.end_session(client).await;
         r
     }
 
     async fn check_inner(&self, client: &reqwest::Client) -> Result<(), DeliveryError> {
-        let (s, h, b) = self
-            .exec(client, "check", || {
-                self.check_request().expect("checked above")
-            })
-            .await?;
+        let Some((s, h, b)) = self.exec(client, "check", || self.check_request()).await? else {
+            return Ok(());
+        };
         let follow = self.parse_check(s, &h, &b)?;
         for req in &follow {
             let (s, h, b) = self
-                .exec(client, "check custom field", || req.clone())
+                .exec_always(client, "check custom field", || req.clone())
                 .await?;
             self.parse_check_field(s, &h, &b)?;
         }
