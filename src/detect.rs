@@ -34,9 +34,28 @@ struct Compiled {
 /// One prefilter automaton and, for each of its literals, the patterns that require it.
 #[derive(Debug, Clone)]
 struct Prefilter {
-    ac: AhoCorasick,
+    walker: Walker,
     literal_patterns: Vec<Vec<u32>>,
 }
+
+/// How a [`Prefilter`] walks a block.
+#[derive(Debug, Clone)]
+enum Walker {
+    /// A DFA walked by hand, several stretches of the block at once (see [`Prefilter::collect`]).
+    Dfa(Box<aho_corasick::dfa::DFA>),
+    /// The crate's own overlapping search: only when the DFA would be too large to build.
+    Search(AhoCorasick),
+}
+
+/// How many stretches of a block the DFA walks at once. A DFA walk costs one dependent table
+/// load per byte, so a single walk runs at the latency of that load (about 2 ns a byte here);
+/// independent walks interleaved in one loop overlap those loads. Measured on the 200 MiB
+/// benchmark auth log over the shipped pack's 1,255 literals: 1 walk 528 MB/s, 2: 959 MB/s,
+/// 3: 1,147 MB/s, 4: 1,239 MB/s, 6: 1,291 MB/s.
+const STREAMS: usize = 4;
+
+/// Blocks shorter than this are walked in one stretch: splitting them buys nothing.
+const MIN_INTERLEAVED: usize = 4096;
 
 impl Prefilter {
     fn build(entries: &[(Vec<u8>, u32)], case_insensitive: bool) -> Option<Prefilter> {
@@ -56,43 +75,140 @@ impl Prefilter {
         if literals.is_empty() {
             return None;
         }
-        // A DFA: fastest search; the literal sets are small (hundreds to a few thousand
-        // strings).
-        let ac = AhoCorasick::builder()
+        // Standard (overlapping) semantics: every state knows every literal that ends at it,
+        // so one walk reports all literals of a line. No prefilter: with hundreds of literals
+        // none applies, and the hand-written walk below would have to honour it.
+        let walker = aho_corasick::dfa::DFA::builder()
             .ascii_case_insensitive(case_insensitive)
             .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
+            .start_kind(aho_corasick::StartKind::Unanchored)
+            .prefilter(false)
             .build(&literals)
-            .or_else(|_| {
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(case_insensitive)
-                    .build(&literals)
-            })
-            .expect("literals are non-empty byte strings");
+            .map(|dfa| Walker::Dfa(Box::new(dfa)))
+            .unwrap_or_else(|_| {
+                Walker::Search(
+                    AhoCorasick::builder()
+                        .ascii_case_insensitive(case_insensitive)
+                        .kind(Some(AhoCorasickKind::NoncontiguousNFA))
+                        .build(&literals)
+                        .expect("literals are non-empty byte strings"),
+                )
+            });
         Some(Prefilter {
-            ac,
+            walker,
             literal_patterns,
         })
     }
 
-    /// Appends (line start, line end, pattern) for every literal hit in `block`.
-    fn collect(&self, block: &[u8], out: &mut Vec<(usize, usize, u32)>) {
+    /// Appends (line start, line end, pattern) for every literal hit in `block`, in block
+    /// order. `ends` is scratch space.
+    fn collect(
+        &self,
+        block: &[u8],
+        walk_scratch: &mut WalkScratch,
+        out: &mut Vec<(usize, usize, u32)>,
+    ) {
+        let WalkScratch { ends, streams } = walk_scratch;
+        ends.clear();
+        match &self.walker {
+            Walker::Dfa(dfa) => walk(dfa, block, streams, ends),
+            Walker::Search(ac) => ends.extend(
+                ac.find_overlapping_iter(block)
+                    .map(|m| (m.end() - 1, m.pattern().as_u32())),
+            ),
+        }
         let mut line: Option<(usize, usize)> = None;
-        for m in self.ac.find_overlapping_iter(block) {
-            let s = m.start();
+        for &(at, literal) in ends.iter() {
             let (ls, le) = match line {
-                Some((ls, le)) if s < le => (ls, le),
+                Some((ls, le)) if at >= ls && at < le => (ls, le),
                 _ => {
-                    let ls = memchr::memrchr(b'\n', &block[..s]).map_or(0, |i| i + 1);
-                    let le = memchr::memchr(b'\n', &block[s..]).map_or(block.len(), |i| s + i);
+                    let ls = memchr::memrchr(b'\n', &block[..at]).map_or(0, |i| i + 1);
+                    let le = memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i);
                     line = Some((ls, le));
                     (ls, le)
                 }
             };
-            for &pi in &self.literal_patterns[m.pattern().as_usize()] {
+            for &pi in &self.literal_patterns[literal as usize] {
                 out.push((ls, le, pi));
             }
         }
+    }
+}
+
+/// Reused buffers of [`Prefilter::collect`].
+#[derive(Debug, Default)]
+struct WalkScratch {
+    /// (offset of a literal's last byte, literal) in block order.
+    ends: Vec<(usize, u32)>,
+    /// The same, per interleaved stretch.
+    streams: [Vec<(usize, u32)>; STREAMS],
+}
+
+/// Walks `dfa` over `block` and appends (offset of the last byte, literal) for every literal
+/// occurrence, in block order.
+///
+/// The block is cut at line boundaries into [`STREAMS`] stretches that are walked in one
+/// interleaved loop, each from the start state. No literal contains a line break, so no
+/// occurrence spans two stretches, and the result equals a single walk's.
+fn walk(
+    dfa: &aho_corasick::dfa::DFA,
+    block: &[u8],
+    found: &mut [Vec<(usize, u32)>; STREAMS],
+    out: &mut Vec<(usize, u32)>,
+) {
+    use aho_corasick::automaton::Automaton;
+    let start = dfa
+        .start_state(aho_corasick::Anchored::No)
+        .expect("built with an unanchored start state");
+    // Reports the literals of a match state reached at `at`.
+    let report = |sid, at: usize, out: &mut Vec<(usize, u32)>| {
+        for k in 0..dfa.match_len(sid) {
+            out.push((at, dfa.match_pattern(sid, k).as_u32()));
+        }
+    };
+    let single = |from: usize, to: usize, mut sid, out: &mut Vec<(usize, u32)>| {
+        for (at, &b) in block.iter().enumerate().take(to).skip(from) {
+            sid = dfa.next_state(aho_corasick::Anchored::No, sid, b);
+            if dfa.is_special(sid) && dfa.is_match(sid) {
+                report(sid, at, out);
+            }
+        }
+    };
+    if block.len() < MIN_INTERLEAVED {
+        single(0, block.len(), start, out);
+        return;
+    }
+    // Stretch k is bounds[k]..bounds[k + 1], each ending just after a line break (or at the
+    // end of the block).
+    let mut bounds = [block.len(); STREAMS + 1];
+    bounds[0] = 0;
+    for k in 1..STREAMS {
+        let target = (block.len() * k / STREAMS).max(bounds[k - 1]);
+        bounds[k] = memchr::memchr(b'\n', &block[target..]).map_or(block.len(), |i| target + i + 1);
+    }
+    let len = |k: usize| bounds[k + 1] - bounds[k];
+    let common = (0..STREAMS).map(len).min().unwrap_or(0);
+    let mut sid = [start; STREAMS];
+    for f in found.iter_mut() {
+        f.clear();
+    }
+    for i in 0..common {
+        let mut special = false;
+        for k in 0..STREAMS {
+            sid[k] = dfa.next_state(aho_corasick::Anchored::No, sid[k], block[bounds[k] + i]);
+            special |= dfa.is_special(sid[k]);
+        }
+        if special {
+            for k in 0..STREAMS {
+                if dfa.is_special(sid[k]) && dfa.is_match(sid[k]) {
+                    report(sid[k], bounds[k] + i, &mut found[k]);
+                }
+            }
+        }
+    }
+    for k in 0..STREAMS {
+        single(bounds[k] + common, bounds[k + 1], sid[k], &mut found[k]);
+        out.extend_from_slice(&found[k]);
     }
 }
 
@@ -115,6 +231,7 @@ pub struct Scratch {
     candidates: Vec<(usize, usize, u32)>,
     /// Candidate patterns of the current line.
     line: Vec<u32>,
+    walk: WalkScratch,
 }
 
 /// A line confirmed by one detector's pattern.
@@ -212,6 +329,7 @@ impl Matcher {
                 .collect(),
             candidates: Vec::with_capacity(256),
             line: Vec::with_capacity(64),
+            walk: WalkScratch::default(),
         }
     }
 
@@ -238,7 +356,7 @@ impl Matcher {
         let mut cands = std::mem::take(&mut scratch.candidates);
         cands.clear();
         for pf in &self.prefilters {
-            pf.collect(block, &mut cands);
+            pf.collect(block, &mut scratch.walk, &mut cands);
         }
         if self.prefilters.len() > 1 {
             cands.sort_unstable();
@@ -268,7 +386,7 @@ impl Matcher {
             let end = memchr::memchr(b'\n', &block[start..]).map_or(block.len(), |i| start + i);
             cands.clear();
             for pf in &self.prefilters {
-                pf.collect(&block[start..end], &mut cands);
+                pf.collect(&block[start..end], &mut scratch.walk, &mut cands);
             }
             scratch.line.extend(cands.iter().map(|c| c.2));
             scratch.line.extend_from_slice(&self.always);
@@ -428,6 +546,57 @@ patterns = ['''Failed password for (?P<user.name>root) from (?P<source.address>\
         assert_eq!(got.len(), 1);
         assert!(got[0].contains(&("source.address".into(), "9.9.9.9".into())));
         assert!(got[0].contains(&("user.name".into(), "\u{fffd}(".into())));
+    }
+
+    /// The interleaved walk must report exactly what one plain overlapping search reports,
+    /// whatever the block size and wherever the stretches are cut.
+    #[test]
+    fn interleaved_walk_equals_an_overlapping_search() {
+        let literals: Vec<&[u8]> = vec![b"failed", b"password", b"pass", b"ss", b"root", b"x"];
+        let dfa = aho_corasick::dfa::DFA::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .prefilter(false)
+            .build(&literals)
+            .unwrap();
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&literals)
+            .unwrap();
+        let words: [&[u8]; 7] = [
+            b"Failed",
+            b"PASSWORD",
+            b"for",
+            b"root",
+            b"noise",
+            b"ssh",
+            b"\xff",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for size in [0usize, 1, 100, 4095, 4096, 5000, 20_000, 100_000] {
+            let mut block = Vec::new();
+            while block.len() < size {
+                block.extend_from_slice(words[rng.usize(..words.len())]);
+                block.push(if rng.u8(..) < 40 { b'\n' } else { b' ' });
+            }
+            block.truncate(size);
+            let want: Vec<(usize, u32)> = ac
+                .find_overlapping_iter(&block)
+                .map(|m| (m.end() - 1, m.pattern().as_u32()))
+                .collect();
+            let mut got = Vec::new();
+            walk(&dfa, &block, &mut Default::default(), &mut got);
+            // Same occurrences; within one offset the order of literals may differ.
+            let mut want_sorted = want.clone();
+            want_sorted.sort_unstable();
+            let mut got_sorted = got.clone();
+            got_sorted.sort_unstable();
+            assert_eq!(got_sorted, want_sorted, "block of {size} bytes");
+            assert!(
+                got.windows(2).all(|w| w[0].0 <= w[1].0),
+                "block order, {size} bytes"
+            );
+        }
     }
 
     #[test]
