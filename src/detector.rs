@@ -839,9 +839,18 @@ fn score(lits: &[Vec<u8>]) -> (usize, isize, usize) {
     (worst.min(8), -(lowered(lits).len() as isize), min)
 }
 
-fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
+/// A candidate literal set and its [`score`], computed once.
+type Scored = (Score, Vec<Vec<u8>>);
+type Score = (usize, isize, usize);
+
+fn scored(lits: Option<Vec<Vec<u8>>>) -> Option<Scored> {
+    lits.map(|l| (score(&l), l))
+}
+
+/// The better of two candidates; `a` on a tie.
+fn better(a: Option<Scored>, b: Option<Scored>) -> Option<Scored> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if score(&b) > score(&a) { b } else { a }),
+        (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
         (a, b) => a.or(b),
     }
 }
@@ -849,10 +858,17 @@ fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8
 /// The prefixes regex-syntax extracts for `hir`, when finite and free of the empty string:
 /// then every match of `hir` starts with one of them.
 fn extracted(hir: &Hir) -> Option<Vec<Vec<u8>>> {
-    let seq = Extractor::new()
+    literals_of(&prefixes(hir))
+}
+
+fn prefixes(hir: &Hir) -> regex_syntax::hir::literal::Seq {
+    Extractor::new()
         .kind(ExtractKind::Prefix)
         .limit_total(512)
-        .extract(hir);
+        .extract(hir)
+}
+
+fn literals_of(seq: &regex_syntax::hir::literal::Seq) -> Option<Vec<Vec<u8>>> {
     let lits = seq.literals()?;
     if lits.is_empty() || lits.len() > 256 || lits.iter().any(|l| l.as_bytes().is_empty()) {
         return None;
@@ -865,25 +881,38 @@ fn extracted(hir: &Hir) -> Option<Vec<Vec<u8>>> {
 
 /// A literal set required by every match of `hir`, the best found.
 fn required(hir: &Hir) -> Option<Vec<Vec<u8>>> {
-    let mut best = extracted(hir);
+    required_scored(hir).map(|(_, lits)| lits)
+}
+
+fn required_scored(hir: &Hir) -> Option<Scored> {
+    let mut best = scored(extracted(hir));
     match hir.kind() {
-        HirKind::Capture(c) => best = better(best, required(&c.sub)),
-        HirKind::Repetition(r) if r.min >= 1 => best = better(best, required(&r.sub)),
+        HirKind::Capture(c) => best = better(best, required_scored(&c.sub)),
+        HirKind::Repetition(r) if r.min >= 1 => best = better(best, required_scored(&r.sub)),
         HirKind::Concat(subs) => {
             for i in 0..subs.len() {
-                best = better(best, required(&subs[i]));
+                best = better(best, required_scored(&subs[i]));
+                // The prefixes of a run of elements stop growing once they are inexact (an
+                // element was not a finite set of strings): longer runs then yield the same.
+                if !prefixes(&subs[i]).is_exact() {
+                    continue;
+                }
                 for j in (i + 2)..=subs.len().min(i + 6) {
-                    best = better(best, extracted(&Hir::concat(subs[i..j].to_vec())));
+                    let seq = prefixes(&Hir::concat(subs[i..j].to_vec()));
+                    best = better(best, scored(literals_of(&seq)));
+                    if !seq.is_exact() {
+                        break;
+                    }
                 }
             }
         }
         HirKind::Alternation(subs) => {
             let mut union = Vec::new();
             for s in subs {
-                union.extend(required(s)?);
+                union.extend(required_scored(s)?.1);
             }
             if union.len() <= 256 {
-                best = better(best, Some(union));
+                best = better(best, scored(Some(union)));
             }
         }
         _ => {}
