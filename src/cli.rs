@@ -464,11 +464,7 @@ fn cmd_match(format: MatchFormat, config: Option<&Path>, files: &[PathBuf]) -> R
             let det = &eng.detectors.detectors[hit.detector];
             let r = match format {
                 MatchFormat::Jsonl => {
-                    let fields: BTreeMap<&str, &str> = hit
-                        .fields
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
+                    let fields: BTreeMap<&str, &str> = hit.fields.iter().collect();
                     let obj = json!({
                         "file": input.name,
                         "line": hit.line_no,

@@ -6,11 +6,12 @@
 //! record in memory. It does no I/O itself.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Built, EngineSection};
 use crate::correlate::{Correlator, Observation, Verdict};
-use crate::detect::{Matcher, Scratch};
+use crate::detect::{Fields, Matcher, Scratch};
 use crate::detector::DetectorSet;
 use crate::incident::{evidence_line, fingerprint, render_title, Evidence, Incident};
 use crate::policy::Policy;
@@ -58,18 +59,15 @@ pub struct Hit {
     pub line_no: u64,
     /// The time written in the line, if any.
     pub time: Option<Millis>,
-    /// Captured fields (plus `host.name` from a syslog header).
-    pub fields: Vec<(String, String)>,
+    /// Captured fields (plus `host.name` from a syslog header and the input's labels).
+    pub fields: Fields,
     /// The line, cut for evidence.
     pub line: String,
 }
 
 impl Hit {
     fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.fields.get(name)
     }
 }
 
@@ -339,8 +337,8 @@ impl Engine {
             let parsed = time.parse(m.line);
             let mut fields = m.fields_with_host(parsed.and_then(|t| t.host));
             for (k, v) in labels {
-                if !fields.iter().any(|(f, _)| f == k) {
-                    fields.push((k.clone(), v.clone()));
+                if !fields.contains(k) {
+                    fields.push(Arc::from(k.as_str()), v.as_bytes());
                 }
             }
             hits.push(Hit {
@@ -434,7 +432,11 @@ impl Engine {
         else {
             return None;
         };
-        let fields: BTreeMap<String, String> = hit.fields.iter().cloned().collect();
+        let fields: BTreeMap<String, String> = hit
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let criticality = self
             .policy
             .criticality(fields.get("host.name").map(String::as_str), Some(source));

@@ -362,7 +362,10 @@ fn detect(name: &str, data: &[u8]) -> (Vec<Hit>, Vec<String>) {
     let changes = engine.process_block(data, &mut input, true, |e, _, h| {
         hits.push((
             e.detectors.detectors[h.detector].id.clone(),
-            h.fields.clone(),
+            h.fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         ))
     });
     let opened = changes

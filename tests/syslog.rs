@@ -274,7 +274,7 @@ async fn logger_messages_in_both_formats_over_udp_and_tcp() {
         .iter()
         .find(|(id, _)| id == "ssh.password-failure")
         .unwrap_or_else(|| panic!("{hits:?}"));
-    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let get = |k: &str| fields.get(k).map(String::from);
     assert_eq!(get("source.address").as_deref(), Some("203.0.113.9"));
     assert_eq!(get("process.pid").as_deref(), Some("4242"));
     assert_eq!(get("host.name"), Some(host));
