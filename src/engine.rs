@@ -349,7 +349,9 @@ impl Engine {
                 line: evidence_line(m.line, max_ev),
             });
         });
-        let mut lines = memchr::memchr_iter(b'\n', block).count() as u64;
+        // Line breaks before the last hit were counted above; count only the rest.
+        let mut lines =
+            line_no - input.lines + memchr::memchr_iter(b'\n', &block[counted..]).count() as u64;
         if block.last().is_some_and(|&b| b != b'\n') {
             lines += 1;
         }
