@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Throughput benchmark of `sentinela scan` on ONE core, compared with ripgrep (same regex set)
-# and fail2ban-regex (its own sshd filter).
+# and fail2ban-regex: its sshd filter alone, and the set of its filters that covers the
+# services the pack reads from an auth/syslog file (fail2ban runs one filter per jail, each
+# over the whole log, and fail2ban-regex takes one filter per run, so the set is timed as the
+# sum of one run per filter).
 #
 #   scripts/bench.sh                      # 200 MiB auth.log + 200 MiB access.log
 #   BENCH_MB=50 scripts/bench.sh          # smaller corpus
@@ -9,6 +12,9 @@
 # Environment:
 #   BENCH_MB        size of each generated log in MiB (default 200)
 #   BENCH_F2B_MB    size of the auth.log slice given to fail2ban-regex (default 20)
+#   BENCH_F2B_SET   fail2ban filters of the set (default: sshd pam-generic dovecot postfix
+#                   courier-auth dropbear proftpd pure-ftpd vsftpd webmin-auth mysqld-auth);
+#                   empty: time the sshd filter only
 #   BENCH_SEED      corpus seed (default 42)
 #   BENCH_TIMEOUT   bound on each measured run, seconds (default 600)
 #   BENCH_DIR       work directory (default: a fresh temporary directory, removed at exit)
@@ -165,13 +171,24 @@ else
     say "rg not found (BENCH_INSTALL=1 installs ripgrep): skipping"
 fi
 
-# (c) fail2ban-regex with its own sshd filter on a slice of auth.log.
-F2B_FILTER=/etc/fail2ban/filter.d/sshd.conf
+# (c) fail2ban-regex on a slice of auth.log: its sshd filter, then the rest of the set.
+F2B_DIR=/etc/fail2ban/filter.d
+F2B_FILTER=$F2B_DIR/sshd.conf
+F2B_SET=${BENCH_F2B_SET-sshd pam-generic dovecot postfix courier-auth dropbear proftpd pure-ftpd vsftpd webmin-auth mysqld-auth}
 if command -v fail2ban-regex >/dev/null && [[ -f $F2B_FILTER ]]; then
     SLICE=$WORK/auth-slice.log
     head -c "$((F2B_MB * 1048576))" "$WORK/auth.log" | head -n -1 >"$SLICE"
     say "fail2ban-regex on a ${F2B_MB} MiB slice"
     measure fail2ban-regex "$SLICE" "$WORK/f2b.out" -- fail2ban-regex "$SLICE" "$F2B_FILTER"
+    for f in $F2B_SET; do
+        [[ $f == sshd ]] && continue
+        if [[ -f $F2B_DIR/$f.conf ]]; then
+            say "fail2ban-regex, filter $f"
+            measure "f2b+$f" "$SLICE" "$WORK/f2b-$f.out" -- fail2ban-regex "$SLICE" "$F2B_DIR/$f.conf"
+        else
+            say "fail2ban filter $f not found: left out of the set"
+        fi
+    done
     say "sentinela scan on the same slice"
     measure sentinela "$SLICE" "$WORK/sentinela-slice.json" -- "$BIN/sentinela" scan --format json "$SLICE"
 else
@@ -185,6 +202,7 @@ awk -F'\t' '
 function mb(b) { return b / 1048576 }
 {
     tool[NR] = $1; file[NR] = $2; bytes[NR] = $3; lines[NR] = $4; secs[NR] = $5; rss[NR] = $6; st[NR] = $7
+    if (($1 == "fail2ban-regex" || $1 ~ /^f2b\+/) && $7 == "ok") { setsecs += $5; setn++; setlines = $4 }
     s = ($5 > 0) ? $5 : 0.01
     mbs[NR] = mb($3) / s; lps[NR] = $4 / s
     if ($7 == "ok") { speed[$1 "|" $2] = mbs[NR]; lspeed[$1 "|" $2] = lps[NR] }
@@ -203,7 +221,9 @@ END {
             printf "sentinela/rg throughput on %-10s: %.2f\n", f, speed["sentinela|" f] / speed["rg|" f]
     }
     if (("sentinela|auth-slice.log") in lspeed && ("fail2ban-regex|auth-slice.log") in lspeed)
-        printf "sentinela/fail2ban-regex lines/s on the %s slice: %.1f\n", "auth.log", lspeed["sentinela|auth-slice.log"] / lspeed["fail2ban-regex|auth-slice.log"]
+        printf "sentinela/fail2ban-regex lines/s on the %s slice, its sshd filter: %.1f\n", "auth.log", lspeed["sentinela|auth-slice.log"] / lspeed["fail2ban-regex|auth-slice.log"]
+    if (setn > 1 && ("sentinela|auth-slice.log") in lspeed)
+        printf "sentinela/fail2ban-regex lines/s on the %s slice, its set of %d filters (%.1f s in all): %.1f\n", "auth.log", setn, setsecs, lspeed["sentinela|auth-slice.log"] / (setlines / setsecs)
 }' "$ROWS"
 for f in auth.log access.log; do
     [[ -n ${INCIDENTS[$f]:-} ]] && echo "sentinela on $f: ${INCIDENTS[$f]}"

@@ -15,6 +15,9 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::{CaptureLocations, Regex};
+use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::util::captures::Captures;
+use std::sync::OnceLock;
 
 use chrono::FixedOffset;
 use std::sync::Arc;
@@ -31,6 +34,70 @@ struct Compiled {
     /// Capture group index and field name of every named group (shared with every hit's
     /// [`Fields`]).
     names: Vec<(usize, Arc<str>)>,
+    /// The backtracker for [direct captures](HOT_AFTER), built when the pattern first turns
+    /// out to be hot; `None` when the pattern is not anchored at the line start.
+    direct: OnceLock<Option<BoundedBacktracker>>,
+}
+
+/// Confirming a candidate with `captures_read` runs the lazy DFA over the line and then, on a
+/// match, the backtracker for the groups. For a pattern whose candidates nearly always match
+/// (every `Accepted` line is a hit of `ssh.success-after-failures`, every firewall drop line a
+/// hit of `firewall.port-scan`) the DFA pass is wasted, so once a pattern anchored at the line
+/// start has had at least three in four of its last this many candidates match, its candidates
+/// go straight to the backtracker (and back once that is no longer so). Same leftmost-first semantics, same groups; measured on the
+/// 200 MiB benchmark auth log: 1.64 -> 1.42 us per `Accepted` line, 1.73 -> 1.31 us per
+/// firewall line.
+const HOT_AFTER: u32 = 64;
+
+impl Compiled {
+    /// The direct backtracker, when this pattern may use one.
+    fn direct(&self) -> Option<&BoundedBacktracker> {
+        self.direct
+            .get_or_init(|| {
+                let bt = BoundedBacktracker::builder()
+                    .syntax(
+                        regex_automata::util::syntax::Config::new()
+                            .unicode(false)
+                            .utf8(false),
+                    )
+                    .build(self.regex.as_str())
+                    .ok()?;
+                // The groups must line up with the regex's, or fields would be misread.
+                let same_groups = bt
+                    .get_nfa()
+                    .group_info()
+                    .group_len(regex_automata::PatternID::ZERO)
+                    == self.regex.captures_len();
+                (bt.get_nfa().is_always_start_anchored() && same_groups).then_some(bt)
+            })
+            .as_ref()
+    }
+}
+
+/// Where a confirmed line's groups are: the regex's slots, or the direct backtracker's.
+#[derive(Debug, Clone, Copy)]
+enum Groups<'a> {
+    Locs(&'a CaptureLocations),
+    Direct(&'a Captures),
+}
+
+impl Groups<'_> {
+    fn get(&self, i: usize) -> Option<(usize, usize)> {
+        match self {
+            Groups::Locs(l) => l.get(i),
+            Groups::Direct(c) => c.get_group(i).map(|s| (s.start, s.end)),
+        }
+    }
+}
+
+/// Per-pattern state of the direct captures (see [`HOT_AFTER`]).
+#[derive(Debug, Default)]
+struct Hot {
+    /// Candidates and matches in the current window of [`HOT_AFTER`] candidates.
+    candidates: u32,
+    matched: u32,
+    /// Backtracker cache and group slots, once direct.
+    direct: Option<(backtrack::Cache, Captures)>,
 }
 
 /// One prefilter automaton and, for each of its literals, the patterns that require it.
@@ -236,6 +303,8 @@ pub struct Scratch {
     /// Candidate patterns of the current line.
     line: Vec<u32>,
     walk: WalkScratch,
+    /// Per pattern: candidates, matches and direct-capture buffers.
+    hot: Vec<Hot>,
 }
 
 /// A line confirmed by one detector's pattern.
@@ -247,7 +316,7 @@ pub struct LineMatch<'a> {
     pub line: &'a [u8],
     /// Index of the detector in the [`DetectorSet`].
     pub detector: usize,
-    locs: &'a CaptureLocations,
+    groups: Groups<'a>,
     names: &'a [(usize, Arc<str>)],
     host_name: &'a Arc<str>,
 }
@@ -308,7 +377,7 @@ impl LineMatch<'_> {
         self.names
             .iter()
             .filter_map(|(i, name)| {
-                let (s, e) = self.locs.get(*i)?;
+                let (s, e) = self.groups.get(*i)?;
                 Some((
                     name.to_string(),
                     String::from_utf8_lossy(&self.line[s..e]).into_owned(),
@@ -322,7 +391,7 @@ impl LineMatch<'_> {
     pub fn fields_with_host(&self, host: Option<&[u8]>) -> Fields {
         let mut fields = Fields::default();
         for (i, name) in self.names {
-            if let Some((s, e)) = self.locs.get(*i) {
+            if let Some((s, e)) = self.groups.get(*i) {
                 fields.push(name.clone(), &self.line[s..e]);
             }
         }
@@ -354,6 +423,7 @@ impl Matcher {
                     detector: di,
                     regex: p.regex.clone(),
                     names,
+                    direct: OnceLock::new(),
                 });
                 if p.literals.is_empty() {
                     always.push(pi);
@@ -387,6 +457,7 @@ impl Matcher {
             candidates: Vec::with_capacity(256),
             line: Vec::with_capacity(64),
             walk: WalkScratch::default(),
+            hot: self.patterns.iter().map(|_| Hot::default()).collect(),
         }
     }
 
@@ -479,16 +550,55 @@ impl Matcher {
             // only when that finds a match, so a candidate that does not match costs one DFA
             // pass, as `is_match` would; a separate `is_match` made hits pay twice (measured:
             // 105 -> 150 MB/s on an auth log with 25% `Accepted` lines).
-            let locs = &mut scratch.locs[pi as usize];
-            if p.regex.captures_read(locs, line).is_none() {
-                continue;
+            let hot = &mut scratch.hot[pi as usize];
+            hot.candidates += 1;
+            if hot.candidates == HOT_AFTER {
+                // Decided anew every HOT_AFTER candidates, so a pattern that cools down
+                // goes back to the DFA-first path.
+                let is_hot = hot.matched >= HOT_AFTER / 4 * 3;
+                if !is_hot {
+                    hot.direct = None;
+                } else if hot.direct.is_none() {
+                    if let Some(bt) = p.direct() {
+                        hot.direct = Some((bt.create_cache(), bt.create_captures()));
+                    }
+                }
+                hot.candidates = 0;
+                hot.matched = 0;
             }
+            let groups = match (&mut hot.direct, p.direct.get().and_then(Option::as_ref)) {
+                // A line too long for the backtracker's bound (`Err`) takes the regex path.
+                (Some((cache, caps)), Some(bt)) => {
+                    let input =
+                        regex_automata::Input::new(line).anchored(regex_automata::Anchored::Yes);
+                    match bt.try_search(cache, &input, caps) {
+                        Ok(()) if caps.is_match() => Some(Groups::Direct(caps)),
+                        Ok(()) => None,
+                        Err(_) => {
+                            let locs = &mut scratch.locs[pi as usize];
+                            p.regex
+                                .captures_read(locs, line)
+                                .map(|_| Groups::Locs(locs))
+                        }
+                    }
+                }
+                _ => {
+                    let locs = &mut scratch.locs[pi as usize];
+                    p.regex
+                        .captures_read(locs, line)
+                        .map(|_| Groups::Locs(locs))
+                }
+            };
+            let Some(groups) = groups else {
+                continue;
+            };
+            hot.matched += 1;
             last_detector = p.detector;
             on_match(LineMatch {
                 start,
                 line,
                 detector: p.detector,
-                locs,
+                groups,
                 names: &p.names,
                 host_name: &self.host_name,
             });
@@ -611,6 +721,77 @@ patterns = ['''Failed password for (?P<user.name>root) from (?P<source.address>\
         assert_eq!(got.len(), 1);
         assert!(got[0].contains(&("source.address".into(), "9.9.9.9".into())));
         assert!(got[0].contains(&("user.name".into(), "\u{fffd}(".into())));
+    }
+
+    /// Hot anchored patterns take the direct backtracker; whatever the path (regex, direct,
+    /// or regex again for a line too long for the backtracker), a line yields the fields the
+    /// regex itself captures.
+    #[test]
+    fn direct_captures_equal_the_regex_captures() {
+        let toml = r#"
+[[detector]]
+id = "t.login"
+title = "t"
+category = "intrusion-attempts"
+severity = "low"
+patterns = ['''^(?:\S+ ){0,3}app\[(?P<process.pid>\d+)\]: login (?P<user.name>.*) from (?P<source.address>\S+)$''']
+"#;
+        let set = set(toml);
+        let m = Matcher::new(&set);
+        let re = regex::bytes::RegexBuilder::new(&set.detectors[0].patterns[0].source)
+            .unicode(false)
+            .build()
+            .unwrap();
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for i in 0..300 {
+            lines
+                .push(format!("Mar 1 h app[{i}]: login u{i} from 10.0.0.{}", i % 250).into_bytes());
+            if i % 50 == 0 {
+                // forged source inside the user name, a candidate that does not match, a
+                // line too long for the backtracker's bound, invalid UTF-8
+                lines.push(b"Mar 1 h app[1]: login x from 1.2.3.4 from 198.51.100.7".to_vec());
+                lines.push(b"Mar 1 h app[1]: login failed".to_vec());
+                let mut long = b"Mar 1 h app[2]: login ".to_vec();
+                long.extend(std::iter::repeat_n(b'y', 300_000));
+                long.extend_from_slice(b" from 203.0.113.5");
+                lines.push(long);
+                lines.push(b"Mar 1 h app[3]: login \xff\xfe from 203.0.113.6".to_vec());
+            }
+        }
+        let block = lines.join(&b'\n');
+        let mut scratch = m.scratch();
+        let mut got = Vec::new();
+        m.scan_block(&block, &mut scratch, |lm| {
+            let f = lm.fields_with_host(None);
+            got.push(
+                f.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>(),
+            );
+        });
+        let want: Vec<Vec<String>> = lines
+            .iter()
+            .filter_map(|l| {
+                let c = re.captures(l)?;
+                Some(
+                    ["process.pid", "user.name", "source.address"]
+                        .iter()
+                        .map(|k| format!("{k}={}", String::from_utf8_lossy(&c[*k])))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), 300 + 6 * 3);
+        assert_eq!(got, want);
+        assert!(
+            scratch.hot[0].direct.is_some(),
+            "the pattern should have turned direct"
+        );
+        assert!(got.contains(&vec![
+            "process.pid=1".into(),
+            "user.name=x from 1.2.3.4".into(),
+            "source.address=198.51.100.7".into()
+        ]));
     }
 
     /// The interleaved walk must report exactly what one plain overlapping search reports,
