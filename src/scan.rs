@@ -122,16 +122,22 @@ impl<R: Read> LineReader<R> {
 
 /// The first line of `block` (whole lines) longer than `max` bytes without its newline: its
 /// start and the index of its newline.
+///
+/// A line starting at `start` is longer than `max` exactly when `block[start..=start + max]`
+/// holds no newline, so the search jumps from window to window (to just after the last
+/// newline of each) instead of visiting every line: about 16 searches per MiB of short lines
+/// instead of 10,000.
 fn first_long_line(block: &[u8], max: usize) -> Option<(usize, usize)> {
-    if block.len() <= max {
-        return None;
-    }
     let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', block) {
-        if nl - start > max {
-            return Some((start, nl));
+    while block.len() - start > max {
+        let window = &block[start..=start + max];
+        match memchr::memrchr(b'\n', window) {
+            Some(i) => start += i + 1,
+            None => {
+                let rest = start + max + 1;
+                return memchr::memchr(b'\n', &block[rest..]).map(|i| (start, rest + i));
+            }
         }
-        start = nl + 1;
     }
     None
 }
@@ -189,6 +195,34 @@ mod tests {
             out[..n].copy_from_slice(&self.0[..n]);
             self.0 = &self.0[n..];
             Ok(n)
+        }
+    }
+
+    /// The window-jumping search finds the same first long line as visiting every line.
+    #[test]
+    fn first_long_line_equals_a_line_by_line_search() {
+        fn naive(block: &[u8], max: usize) -> Option<(usize, usize)> {
+            let mut start = 0;
+            for nl in memchr::memchr_iter(b'\n', block) {
+                if nl - start > max {
+                    return Some((start, nl));
+                }
+                start = nl + 1;
+            }
+            None
+        }
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..2000 {
+            let len = rng.usize(0..400);
+            let block: Vec<u8> = (0..len)
+                .map(|_| if rng.u8(..) < 20 { b'\n' } else { b'a' })
+                .collect();
+            let max = rng.usize(0..60);
+            assert_eq!(
+                first_long_line(&block, max),
+                naive(&block, max),
+                "max {max}, block {block:?}"
+            );
         }
     }
 
