@@ -50,6 +50,14 @@ struct Compiled {
 const HOT_AFTER: u32 = 64;
 
 impl Compiled {
+    /// The regex path: `captures_read`, which runs the lazy DFA first and the backtracker only
+    /// on a match.
+    fn captures<'s>(&self, locs: &'s mut CaptureLocations, line: &[u8]) -> Option<Groups<'s>> {
+        self.regex
+            .captures_read(locs, line)
+            .map(|_| Groups::Locs(locs))
+    }
+
     /// The direct backtracker, when this pattern may use one.
     fn direct(&self) -> Option<&BoundedBacktracker> {
         self.direct
@@ -574,20 +582,10 @@ impl Matcher {
                     match bt.try_search(cache, &input, caps) {
                         Ok(()) if caps.is_match() => Some(Groups::Direct(caps)),
                         Ok(()) => None,
-                        Err(_) => {
-                            let locs = &mut scratch.locs[pi as usize];
-                            p.regex
-                                .captures_read(locs, line)
-                                .map(|_| Groups::Locs(locs))
-                        }
+                        Err(_) => p.captures(&mut scratch.locs[pi as usize], line),
                     }
                 }
-                _ => {
-                    let locs = &mut scratch.locs[pi as usize];
-                    p.regex
-                        .captures_read(locs, line)
-                        .map(|_| Groups::Locs(locs))
-                }
+                _ => p.captures(&mut scratch.locs[pi as usize], line),
             };
             let Some(groups) = groups else {
                 continue;
