@@ -892,15 +892,15 @@ fn required_scored(hir: &Hir) -> Option<Scored> {
         HirKind::Concat(subs) => {
             for i in 0..subs.len() {
                 best = better(best, required_scored(&subs[i]));
-                // The prefixes of a run of elements stop growing once they are inexact (an
-                // element was not a finite set of strings): longer runs then yield the same.
-                if !prefixes(&subs[i]).is_exact() {
+                // The prefixes of a run of elements stop growing once all of them are inexact
+                // (regex-syntax crosses only exact ones): longer runs then yield the same.
+                if prefixes(&subs[i]).is_inexact() {
                     continue;
                 }
                 for j in (i + 2)..=subs.len().min(i + 6) {
                     let seq = prefixes(&Hir::concat(subs[i..j].to_vec()));
                     best = better(best, scored(literals_of(&seq)));
-                    if !seq.is_exact() {
+                    if seq.is_inexact() {
                         break;
                     }
                 }
