@@ -40,9 +40,9 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, basic_credentials, classify, clean_text, header, json_body, json_request,
-    looks_like_email, merge_fields, numeric_id, one_line, percent_encode, prio_index,
-    reserved_create_fields, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, basic_credentials, classify, clean_text, header, json_request, looks_like_email,
+    merge_fields, numeric_id, one_line, percent_encode, prio_index, reserved_create_fields,
+    unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -202,20 +202,18 @@ impl Freshdesk {
     pub fn group_request(&self, id: u64) -> HttpRequest {
         self.request("GET", format!("{}/groups/{id}", self.api), None)
     }
+}
 
-    /// A successful answer's JSON body.
-    fn json_answer(
+impl Api for Freshdesk {
+    fn classify_answer(
         &self,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        classify_freshdesk(status, headers, body)?;
-        json_body(body)
+    ) -> Result<(), DeliveryError> {
+        classify_freshdesk(status, headers, body)
     }
-}
 
-impl Api for Freshdesk {
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Html
     }

@@ -42,8 +42,8 @@ use std::time::SystemTime;
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, classify, header, json_body, json_request, one_line, percent_encode, prio_index,
-    unexpected, unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, classify, header, json_request, one_line, percent_encode, prio_index, unexpected,
+    unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -251,22 +251,12 @@ impl Gitlab {
     pub fn project_request(&self) -> HttpRequest {
         self.request("GET", self.project_url(), None)
     }
+}
 
-    /// A successful answer's JSON body (errors classified with GitLab's message shapes and
-    /// rate-limit headers).
-    fn json_answer(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        self.classify(status, headers, body)?;
-        json_body(body)
-    }
-
+impl Api for Gitlab {
     /// [`classify`] with GitLab's error bodies flattened to one message, `RateLimit-Reset`
     /// when `Retry-After` is missing, and hints for the token's usual problems.
-    pub fn classify(
+    fn classify_answer(
         &self,
         status: u16,
         headers: &[(String, String)],
@@ -303,9 +293,7 @@ impl Gitlab {
             r => r,
         }
     }
-}
 
-impl Api for Gitlab {
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Markdown
     }
@@ -466,15 +454,6 @@ impl Api for Gitlab {
             .collect();
         let doc = json!({ "add_labels": want, "remove_labels": others.join(",") });
         Some(self.request("PUT", self.issue_url(t), Some(doc)))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        self.classify(status, headers, body)
     }
 
     /// `GET /user`: proves the URL and the token.

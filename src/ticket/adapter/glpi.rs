@@ -250,17 +250,6 @@ impl Glpi {
         }
         out
     }
-
-    /// A successful answer's JSON.
-    fn json_answer(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        classify(status, headers, body)?;
-        json_body(body)
-    }
 }
 
 impl Api for Glpi {

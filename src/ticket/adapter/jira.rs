@@ -53,9 +53,9 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, basic_credentials, classify, clean_text, header, header_value, json_body,
-    json_request, one_line, percent_encode, prio_index, unexpected, Api, HelpdeskConfig,
-    PriorityValue, Secret, Secrets, MAX_RETRY_AFTER,
+    api_base, basic_credentials, classify, clean_text, header, header_value, json_request,
+    one_line, percent_encode, prio_index, unexpected, Api, HelpdeskConfig, PriorityValue, Secret,
+    Secrets, MAX_RETRY_AFTER,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{fingerprint_marker, BodyFormat};
@@ -363,64 +363,6 @@ impl Jira {
         out
     }
 
-    /// A successful answer's JSON body.
-    fn json_answer(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        self.classify(status, headers, body)?;
-        json_body(body)
-    }
-
-    /// [`classify`] with Jira's error bodies flattened, `X-RateLimit-Reset` when
-    /// `Retry-After` is missing, and what to check for 401, 403 and 404.
-    pub fn classify(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        let flat = flatten_error(body);
-        let r = classify(status, headers, flat.as_deref().unwrap_or(body));
-        let hint = match status {
-            401 => Some(
-                "the credentials were refused: `username` must be the Atlassian account \
-                 e-mail and the token an API token of that account (check token_env/token_file)"
-                    .to_string(),
-            ),
-            403 => Some(format!(
-                "the account lacks a permission in project {:?}: Browse projects, Create \
-                 issues, Add comments, Edit issues, Transition issues (in service projects: \
-                 an agent)",
-                self.project
-            )),
-            404 => Some(format!(
-                "project {:?}, the issue or the service desk does not exist, or the account \
-                 cannot see it",
-                self.project
-            )),
-            _ => None,
-        };
-        match (r, hint) {
-            (Err(DeliveryError::Blocked { message }), Some(h)) => Err(DeliveryError::Blocked {
-                message: format!("{message} ({h})"),
-            }),
-            (
-                Err(DeliveryError::Retry {
-                    message,
-                    retry_after: None,
-                }),
-                _,
-            ) => Err(DeliveryError::Retry {
-                message,
-                retry_after: reset_wait(headers, SystemTime::now()),
-            }),
-            (r, _) => r,
-        }
-    }
-
     /// The project must not be archived and must have the issue type (Jira mode).
     fn check_project(&self, p: &Value) -> Result<(), DeliveryError> {
         if p.get("archived").and_then(Value::as_bool) == Some(true) {
@@ -543,6 +485,53 @@ impl Jira {
 }
 
 impl Api for Jira {
+    /// [`classify`] with Jira's error bodies flattened, `X-RateLimit-Reset` when
+    /// `Retry-After` is missing, and what to check for 401, 403 and 404.
+    fn classify_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let flat = flatten_error(body);
+        let r = classify(status, headers, flat.as_deref().unwrap_or(body));
+        let hint = match status {
+            401 => Some(
+                "the credentials were refused: `username` must be the Atlassian account \
+                 e-mail and the token an API token of that account (check token_env/token_file)"
+                    .to_string(),
+            ),
+            403 => Some(format!(
+                "the account lacks a permission in project {:?}: Browse projects, Create \
+                 issues, Add comments, Edit issues, Transition issues (in service projects: \
+                 an agent)",
+                self.project
+            )),
+            404 => Some(format!(
+                "project {:?}, the issue or the service desk does not exist, or the account \
+                 cannot see it",
+                self.project
+            )),
+            _ => None,
+        };
+        match (r, hint) {
+            (Err(DeliveryError::Blocked { message }), Some(h)) => Err(DeliveryError::Blocked {
+                message: format!("{message} ({h})"),
+            }),
+            (
+                Err(DeliveryError::Retry {
+                    message,
+                    retry_after: None,
+                }),
+                _,
+            ) => Err(DeliveryError::Retry {
+                message,
+                retry_after: reset_wait(headers, SystemTime::now()),
+            }),
+            (r, _) => r,
+        }
+    }
+
     /// The encoded credentials: a server or proxy that echoes the `Authorization` header
     /// would show them, and they decode to the token.
     fn derived_secrets(&self) -> Vec<Secret> {
@@ -778,15 +767,6 @@ impl Api for Jira {
     /// `PUT /rest/api/3/issue/KEY {"fields": {"priority": {"name": ...}}}`.
     fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
         Some(self.priority_request(t, p))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        self.classify(status, headers, body)
     }
 
     /// `GET /rest/api/3/myself`: proves the URL, the e-mail and the token.

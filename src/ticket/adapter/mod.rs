@@ -1311,6 +1311,30 @@ pub(crate) trait Api: fmt::Debug + Send + Sync {
         None
     }
 
+    /// Classifies an answer by its status: `Ok` on success, else `Retry` or `Blocked` with the
+    /// help desk's message, rate-limit wait and hints. The shared [`classify`] by default; help
+    /// desks with their own error shapes or rate-limit headers override it.
+    fn classify_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body)
+    }
+
+    /// A successful answer's JSON body: [`Api::classify_answer`], then a body that is not
+    /// JSON is unexpected. The first step of most parsers.
+    fn json_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Value, DeliveryError> {
+        self.classify_answer(status, headers, body)?;
+        json_body(body)
+    }
+
     /// Reads the answer to a comment, reopen, priority, resolve or follow-up request.
     fn parse_ok(
         &self,
@@ -1318,7 +1342,7 @@ pub(crate) trait Api: fmt::Debug + Send + Sync {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        classify(status, headers, body)
+        self.classify_answer(status, headers, body)
     }
 
     /// A harmless authenticated call that proves the URL, the credentials and the help desk's

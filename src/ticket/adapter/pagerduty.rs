@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, base_headers, classify, cut, json_body, prio_index, unexpected, Api, Capabilities,
+    api_base, base_headers, classify, cut, prio_index, unexpected, Api, Capabilities,
     HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
@@ -211,8 +211,7 @@ impl Pagerduty {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(), DeliveryError> {
-        classify_event(status, headers, body)?;
-        let v = json_body(body)?;
+        let v = self.json_answer(status, headers, body)?;
         if v.get("status").and_then(Value::as_str) != Some("success") {
             return Err(unexpected("no \"status\": \"success\"", body));
         }
@@ -289,6 +288,15 @@ fn local_host_name() -> String {
 }
 
 impl Api for Pagerduty {
+    fn classify_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify_event(status, headers, body)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             find_open: false,

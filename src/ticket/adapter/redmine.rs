@@ -47,8 +47,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, classify, header, json_body, json_request, one_line, percent_encode, prio_index,
-    unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, classify, header, json_request, one_line, percent_encode, prio_index, unexpected,
+    Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -317,43 +317,6 @@ impl Redmine {
         out
     }
 
-    /// A successful answer's JSON body.
-    fn json_answer(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        self.classify(status, headers, body)?;
-        json_body(body)
-    }
-
-    /// [`classify`] with what to check for Redmine's terse 401, 403 and 404.
-    pub fn classify(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        classify(status, headers, body).map_err(|e| match (status, e) {
-            (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
-                message: format!(
-                    "{message} (the API key was refused: check token_env/token_file, and that \
-                     the REST web service is enabled in Administration > Settings > API)"
-                ),
-            },
-            (403 | 404, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
-                message: format!(
-                    "{message} (project {:?} or the issue does not exist, or the key's user \
-                     lacks the permission: a role with Add issues, Edit issues, Add notes and \
-                     Set notes as private)",
-                    self.project
-                ),
-            },
-            (_, e) => e,
-        })
-    }
-
     fn not_a_filter(&self, field: u64) -> DeliveryError {
         DeliveryError::Blocked {
             message: format!(
@@ -503,6 +466,32 @@ impl Redmine {
 }
 
 impl Api for Redmine {
+    /// [`classify`] with what to check for Redmine's terse 401, 403 and 404.
+    fn classify_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body).map_err(|e| match (status, e) {
+            (401, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
+                message: format!(
+                    "{message} (the API key was refused: check token_env/token_file, and that \
+                     the REST web service is enabled in Administration > Settings > API)"
+                ),
+            },
+            (403 | 404, DeliveryError::Blocked { message }) => DeliveryError::Blocked {
+                message: format!(
+                    "{message} (project {:?} or the issue does not exist, or the key's user \
+                     lacks the permission: a role with Add issues, Edit issues, Add notes and \
+                     Set notes as private)",
+                    self.project
+                ),
+            },
+            (_, e) => e,
+        })
+    }
+
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Markdown
     }
@@ -688,15 +677,6 @@ impl Api for Redmine {
     fn set_priority_request(&self, t: &TicketRef, p: Priority, _now: u64) -> Option<HttpRequest> {
         let doc = json!({ "issue": { "priority_id": self.priority(p) } });
         Some(self.request("PUT", self.issue_url(t), Some(doc)))
-    }
-
-    fn parse_ok(
-        &self,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(), DeliveryError> {
-        self.classify(status, headers, body)
     }
 
     /// `GET /users/current.json`: proves the URL, the key and that the REST web service is

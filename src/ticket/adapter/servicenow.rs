@@ -41,8 +41,8 @@ use std::time::SystemTime;
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, basic_credentials, classify, cut, header, json_body, json_request, percent_encode,
-    prio_index, unexpected, unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, basic_credentials, classify, cut, header, json_request, percent_encode, prio_index,
+    unexpected, unix_reset_wait, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::{self, BodyFormat};
@@ -271,8 +271,7 @@ impl Servicenow {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Value, DeliveryError> {
-        classify_sn(status, headers, body)?;
-        let mut v: Value = json_body(body)?;
+        let mut v = self.json_answer(status, headers, body)?;
         match v.get_mut("result") {
             Some(r) => Ok(r.take()),
             None => Err(unexpected("no result", body)),
@@ -281,6 +280,15 @@ impl Servicenow {
 }
 
 impl Api for Servicenow {
+    fn classify_answer(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), DeliveryError> {
+        classify_sn(status, headers, body)
+    }
+
     /// The encoded basic credentials, when used: a server or proxy that echoes the
     /// `Authorization` header would show them, and they decode to the password.
     fn derived_secrets(&self) -> Vec<Secret> {

@@ -49,9 +49,9 @@ use std::ops::Range;
 use serde_json::{json, Map, Value};
 
 use super::{
-    api_base, classify, header, json_body, json_request, looks_like_email, merge_fields,
-    numeric_id, one_line, percent_encode, prio_index, reserved_create_fields, unexpected, Api,
-    HelpdeskConfig, PriorityValue, Secret, Secrets,
+    api_base, classify, header, json_request, looks_like_email, merge_fields, numeric_id, one_line,
+    percent_encode, prio_index, reserved_create_fields, unexpected, Api, HelpdeskConfig,
+    PriorityValue, Secret, Secrets,
 };
 use crate::policy::Priority;
 use crate::ticket::render::BodyFormat;
@@ -204,20 +204,18 @@ impl Zammad {
     fn ticket_url(&self, t: &TicketRef) -> String {
         format!("{}/tickets/{}", self.api, percent_encode(&t.0))
     }
+}
 
-    /// A successful answer's JSON body (error statuses classified, with hints).
-    fn json_answer(
+impl Api for Zammad {
+    fn classify_answer(
         &self,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        classify(status, headers, body).map_err(|e| hint(status, e))?;
-        json_body(body)
+    ) -> Result<(), DeliveryError> {
+        classify(status, headers, body).map_err(|e| hint(status, e))
     }
-}
 
-impl Api for Zammad {
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Html
     }

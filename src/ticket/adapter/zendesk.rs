@@ -49,8 +49,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    api_base, basic_credentials, classify, clean_text, header, header_value, json_body,
-    json_request, looks_like_email, merge_fields, numeric_id, one_line, percent_encode, prio_index,
+    api_base, basic_credentials, classify, clean_text, header, header_value, json_request,
+    looks_like_email, merge_fields, numeric_id, one_line, percent_encode, prio_index,
     reserved_create_fields, unexpected, Api, HelpdeskConfig, PriorityValue, Secret, Secrets,
     MAX_RETRY_AFTER,
 };
@@ -214,20 +214,18 @@ impl Zendesk {
     pub fn group_request(&self, id: u64) -> HttpRequest {
         self.request("GET", format!("{}/groups/{id}.json", self.api), None)
     }
+}
 
-    /// A successful answer's JSON body.
-    fn json_answer(
+impl Api for Zendesk {
+    fn classify_answer(
         &self,
         status: u16,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<Value, DeliveryError> {
-        classify_zendesk(status, headers, body)?;
-        json_body(body)
+    ) -> Result<(), DeliveryError> {
+        classify_zendesk(status, headers, body)
     }
-}
 
-impl Api for Zendesk {
     fn body_format(&self) -> BodyFormat {
         BodyFormat::Html
     }
