@@ -641,7 +641,7 @@ impl Pipeline {
             .entry(b.stream.clone())
             .or_insert_with(|| Input::new(b.name.clone(), TimeParser::new(zone, now_millis())));
         input.name.clone_from(&b.name);
-        input.labels.clone_from(&b.labels);
+        input.set_labels(&b.labels);
         // Live input: the year of RFC 3164 timestamps is this year's.
         input.time.reference = now_millis();
         let known = self.engine.incidents.len();

@@ -33,10 +33,28 @@ pub struct Input {
     /// Unique per input in this process: tells lines of different inputs apart.
     pub id: u64,
     /// Fields added to every hit (container id, pod): source metadata.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Arc<str>, String)>,
 }
 
 impl Input {
+    /// Sets the labels (from a source's batch), keeping the shared names when they are
+    /// unchanged, as they are for every batch of a stream: hits then take them without
+    /// allocating.
+    pub fn set_labels(&mut self, labels: &[(String, String)]) {
+        let same = self.labels.len() == labels.len()
+            && self
+                .labels
+                .iter()
+                .zip(labels)
+                .all(|((k, v), (k2, v2))| **k == **k2 && v == v2);
+        if !same {
+            self.labels = labels
+                .iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), v.clone()))
+                .collect();
+        }
+    }
+
     /// A new input.
     pub fn new(name: impl Into<String>, time: TimeParser) -> Input {
         Input {
@@ -338,7 +356,7 @@ impl Engine {
             let mut fields = m.fields_with_host(parsed.and_then(|t| t.host));
             for (k, v) in labels {
                 if !fields.contains(k) {
-                    fields.push(Arc::from(k.as_str()), v.as_bytes());
+                    fields.push(k.clone(), v.as_bytes());
                 }
             }
             hits.push(Hit {
@@ -516,6 +534,42 @@ key = ["source.address"]
             .collect();
         e.process_block(block.as_bytes(), input, true, |_, _, _| {});
         e.take_changes();
+    }
+
+    /// Labels become hit fields (never over a captured one); unchanged labels keep their
+    /// shared names from batch to batch.
+    #[test]
+    fn labels_reach_hits_and_are_kept_across_batches() {
+        let (mut e, _d) = engine(10);
+        let mut input = Input::new("c", TimeParser::new(Zone::parse("UTC").unwrap(), 0));
+        let labels = vec![
+            ("container.id".to_string(), "abc".to_string()),
+            ("source.address".to_string(), "not this".to_string()),
+        ];
+        input.set_labels(&labels);
+        let first = input.labels[0].0.clone();
+        input.set_labels(&labels);
+        assert!(Arc::ptr_eq(&first, &input.labels[0].0));
+        let mut got = Vec::new();
+        e.process_block(
+            b"2026-03-01T10:00:00Z gw fw[1]: PROBE from 198.51.100.9\n",
+            &mut input,
+            false,
+            |_, _, h| {
+                got.push((
+                    h.get("container.id").map(String::from),
+                    h.get("source.address").map(String::from),
+                ))
+            },
+        );
+        assert_eq!(
+            got,
+            [(Some("abc".to_string()), Some("198.51.100.9".to_string()))]
+        );
+        input.set_labels(&labels[..1]);
+        assert_eq!(input.labels.len(), 1);
+        input.set_labels(&[]);
+        assert!(input.labels.is_empty());
     }
 
     #[test]
